@@ -1,0 +1,112 @@
+"""The one settings object that the CLI, the Python API and the UI all read.
+
+Precedence, lowest first: defaults here, a TOML file (``rag.toml`` in the working directory, or
+the path in ``RAG_CONFIG``), environment variables ``RAG_<FIELD>`` and explicit overrides.
+API keys are never stored here: only the *name* of the environment variable that holds them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "offline-rag"
+
+
+@dataclass
+class Settings:
+    # where things live
+    index_dir: Path = PROJECT_ROOT / "indexes" / "default"
+    cache_dir: Path = field(default_factory=_default_cache_dir)  # converted models
+    upload_dir: Path = PROJECT_ROOT / "indexes" / "uploads"  # files uploaded in the UI
+
+    # splitting and embedding
+    embedder: str = "minilm"  # preset name or a sentence-transformers folder
+    chunk_tokens: int = 256  # in embedder tokens; never above the embedder's limit
+    chunk_overlap: int = 32
+    embed_batch: int = 32
+    device: str = "auto"  # auto | cpu | cuda
+
+    # retrieval
+    retrieval: str = "hybrid"  # hybrid | dense | bm25
+    top_k: int = 5  # passages given to the generator
+    candidates: int = 30  # per retriever, before fusion
+    rrf_k: int = 60
+    rerank: str = "none"  # none | <reranker name>
+
+    # generation
+    backend: str = "local"  # local | openai | anthropic | llamacpp
+    model: str = "default"  # preset (default, fast, tiny), a model folder, a .gguf path or API model
+    base_url: str = ""  # for the openai backend
+    api_key_env: str = ""  # name of the env var holding the API key (default per backend)
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    context_tokens: int = 2048  # prompt budget for retrieved passages
+    request_timeout: float = 120.0
+
+    # ingestion
+    max_upload_mb: int = 50
+    follow_symlinks: bool = True
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **_coerce_all(changes))
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, **overrides: Any) -> Settings:
+        """Defaults <- TOML file <- RAG_* environment <- overrides (None values ignored)."""
+        values: dict[str, Any] = {}
+        config = path or os.environ.get("RAG_CONFIG")
+        if config is None and Path("rag.toml").is_file():
+            config = "rag.toml"
+        if config:
+            with open(config, "rb") as fh:
+                data = tomllib.load(fh)
+            data = data.get("rag", data)
+            unknown = set(data) - _names()
+            if unknown:
+                raise ValueError(f"unknown setting(s) in {config}: {', '.join(sorted(unknown))}")
+            values.update(data)
+        for name in _names():
+            env = os.environ.get(f"RAG_{name.upper()}")
+            if env is not None and env != "":
+                values[name] = env
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**_coerce_all(values))
+
+
+def _names() -> set[str]:
+    return {f.name for f in fields(Settings)}
+
+
+def _coerce_all(values: dict[str, Any]) -> dict[str, Any]:
+    hints = get_type_hints(Settings)
+    out = {}
+    for name, value in values.items():
+        if name not in hints:
+            raise ValueError(f"unknown setting: {name}")
+        out[name] = _coerce(name, hints[name], value)
+    return out
+
+
+def _coerce(name: str, hint: Any, value: Any) -> Any:
+    try:
+        if hint is Path:
+            return Path(value).expanduser()
+        if hint is bool:
+            if isinstance(value, str):
+                return value.strip().lower() in {"1", "true", "yes", "on"}
+            return bool(value)
+        if hint in (int, float, str):
+            return hint(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"setting {name}: cannot read {value!r} as {hint.__name__}") from exc
+    return value
