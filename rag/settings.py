@@ -45,7 +45,8 @@ class Settings:
 
     # generation
     backend: str = "local"  # local | openai | anthropic | llamacpp
-    model: str = "default"  # preset (default, fast, tiny), a model folder, a .gguf path or API model
+    # a preset (default, fast, tiny), a model folder, a .gguf file, or an API model name
+    model: str = "default"
     base_url: str = ""  # for the openai backend
     api_key_env: str = ""  # name of the env var holding the API key (default per backend)
     max_new_tokens: int = 256

@@ -1,0 +1,158 @@
+"""Split page text into chunks sized in embedder tokens, with exact character spans.
+
+Written by hand rather than with LangChain's recursive splitter because that one re-tokenizes
+every candidate piece; here each page is tokenized once (offset mapping) so token counts of any
+span come from a binary search, splitting stays linear, and every chunk is an exact slice of its
+page. Chunks never cross a page or a heading; they break at paragraphs, then sentences or lines,
+then (for a run-on "sentence") at token boundaries.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_left
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from rag.types import Chunk, Page
+
+_PARAGRAPH = re.compile(r"\n[ \t\r\f\v]*\n\s*")
+_SENTENCE = re.compile(r"(?<=[.!?;:])\s+|\s*\n\s*")
+
+# offsets(text) -> list of (start, end) character offsets, one per token
+TokenOffsets = Callable[[str], Sequence[tuple[int, int]]]
+
+
+@dataclass
+class _Seg:
+    start: int
+    end: int
+
+
+def hf_token_offsets(tokenizer) -> TokenOffsets:
+    """Token offsets from a Hugging Face fast tokenizer (no special tokens)."""
+
+    def offsets(text: str) -> Sequence[tuple[int, int]]:
+        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True,
+                        truncation=False, verbose=False)
+        return enc["offset_mapping"]
+
+    return offsets
+
+
+class Splitter:
+    def __init__(self, token_offsets: TokenOffsets, chunk_tokens: int = 256,
+                 overlap: int = 32) -> None:
+        if chunk_tokens < 16:
+            raise ValueError("chunk_tokens must be at least 16")
+        if not 0 <= overlap < chunk_tokens // 2:
+            raise ValueError("overlap must be between 0 and half of chunk_tokens")
+        self.token_offsets = token_offsets
+        self.chunk_tokens = chunk_tokens
+        self.overlap = overlap
+
+    def split(self, pages: Sequence[Page], source: str) -> list[Chunk]:
+        chunks: list[Chunk] = []
+        for page in pages:
+            chunks.extend(self._split_page(page, source))
+        return chunks
+
+    def _split_page(self, page: Page, source: str) -> list[Chunk]:
+        text = page.text
+        if not text.strip():
+            return []
+        starts = [s for s, e in self.token_offsets(text) if e > s]
+
+        def ntok(a: int, b: int) -> int:
+            return bisect_left(starts, b) - bisect_left(starts, a)
+
+        headings = sorted(page.headings)
+        # sections: heading boundaries are hard breaks so a chunk belongs to one heading
+        cuts = [0] + [off for off, _ in headings if 0 < off < len(text)] + [len(text)]
+        chunks: list[Chunk] = []
+        for a, b in zip(cuts, cuts[1:], strict=False):
+            heading = _heading_at(headings, a)
+            for s, e in self._pack(self._segments(text, a, b, starts, ntok), ntok):
+                chunks.append(Chunk(text=text[s:e], source=source, page=page.page, start=s,
+                                    end=e, heading=heading))
+        return chunks
+
+    def _segments(self, text: str, a: int, b: int, starts: list[int], ntok) -> list[_Seg]:
+        """Atomic pieces of [a, b), each within the token budget."""
+        out: list[_Seg] = []
+        for ps, pe in _spans(text, a, b, _PARAGRAPH):
+            if ntok(ps, pe) <= self.chunk_tokens:
+                out.append(_Seg(ps, pe))
+                continue
+            for ss, se in _spans(text, ps, pe, _SENTENCE):
+                if ntok(ss, se) <= self.chunk_tokens:
+                    out.append(_Seg(ss, se))
+                else:
+                    out.extend(self._token_windows(starts, ss, se))
+        return out
+
+    def _token_windows(self, starts: list[int], a: int, b: int) -> list[_Seg]:
+        lo, hi = bisect_left(starts, a), bisect_left(starts, b)
+        step = self.chunk_tokens
+        out = []
+        for i in range(lo, hi, step):
+            s = max(a, starts[i])
+            e = starts[i + step] if i + step < hi else b
+            out.append(_Seg(s, e))
+        return out
+
+    def _pack(self, segs: list[_Seg], ntok) -> list[tuple[int, int]]:
+        """Greedily fill chunks; a new chunk repeats trailing segments up to `overlap` tokens."""
+        out: list[tuple[int, int]] = []
+        i = 0
+        cur: list[_Seg] = []
+        while i < len(segs):
+            seg = segs[i]
+            if not cur or ntok(cur[0].start, seg.end) <= self.chunk_tokens:
+                cur.append(seg)
+                i += 1
+                continue
+            out.append((cur[0].start, cur[-1].end))
+            cur = self._overlap_tail(cur, seg, ntok)
+        if cur:
+            out.append((cur[0].start, cur[-1].end))
+        return out
+
+    def _overlap_tail(self, cur: list[_Seg], nxt: _Seg, ntok) -> list[_Seg]:
+        tail: list[_Seg] = []
+        for seg in reversed(cur[1:]):
+            if ntok(seg.start, cur[-1].end) > self.overlap:
+                break
+            tail.insert(0, seg)
+        if tail and ntok(tail[0].start, nxt.end) > self.chunk_tokens:
+            return []
+        return tail
+
+
+def _spans(text: str, a: int, b: int, sep: re.Pattern[str]) -> list[tuple[int, int]]:
+    """Non-blank pieces of text[a:b] between separator matches, trimmed of whitespace."""
+    out = []
+    pos = a
+    for m in sep.finditer(text, a, b):
+        out.append((pos, m.start()))
+        pos = m.end()
+    out.append((pos, b))
+    trimmed = []
+    for s, e in out:
+        while s < e and text[s].isspace():
+            s += 1
+        while e > s and text[e - 1].isspace():
+            e -= 1
+        if e > s:
+            trimmed.append((s, e))
+    return trimmed
+
+
+def _heading_at(headings: list[tuple[int, str]], pos: int) -> str | None:
+    current = None
+    for off, title in headings:
+        if off <= pos:
+            current = title
+        else:
+            break
+    return current

@@ -1,0 +1,96 @@
+"""Sentence embeddings for chunks and queries (normalised, so inner product = cosine)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from rag.settings import Settings
+
+
+class Embedder:
+    """Wraps a sentence-transformers model; heavy loading happens in `warm_up()`."""
+
+    def __init__(self, model: str = "minilm", cache_dir: Path | None = None,
+                 device: str = "auto", batch_size: int = 32) -> None:
+        self.model_name = model
+        self.cache_dir = cache_dir or Settings().cache_dir
+        self.device_setting = device
+        self.batch_size = batch_size
+        self._model = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Embedder:
+        return cls(settings.embedder, settings.cache_dir, settings.device, settings.embed_batch)
+
+    def warm_up(self) -> None:
+        if self._model is not None:
+            return
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        from rag.hardware import pick_device, pick_dtype
+        from rag.models import resolve_embedder
+
+        path = resolve_embedder(self.model_name, self.cache_dir)
+        self.path = path
+        device = pick_device(self.device_setting)
+        dtype = pick_dtype(device)
+        kwargs = {"dtype": dtype} if dtype != torch.float32 else {}
+        self._model = SentenceTransformer(str(path), device=device, model_kwargs=kwargs,
+                                          local_files_only=True)
+        self.dtype = dtype
+        self.device = device
+
+    @property
+    def model(self):
+        self.warm_up()
+        return self._model
+
+    @property
+    def tokenizer(self):
+        return self.model.tokenizer
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.get_sentence_embedding_dimension())
+
+    @property
+    def max_tokens(self) -> int:
+        """Content tokens per chunk that survive truncation ([CLS] and [SEP] take two)."""
+        return int(self.model.max_seq_length) - 2
+
+    def separate_tokenizer(self):
+        """A tokenizer instance of its own, for use on another thread: a Hugging Face fast
+        tokenizer shared between threads fails with "Already borrowed"."""
+        from transformers import AutoTokenizer
+
+        self.warm_up()
+        return AutoTokenizer.from_pretrained(str(self.path), local_files_only=True)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def embed_documents(self, texts: Sequence[str],
+                        progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """Embed in length-sorted batches: similar lengths pad less, which is most of the win."""
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
+        for lo in range(0, len(order), self.batch_size):
+            idx = order[lo:lo + self.batch_size]
+            vecs = self.model.encode([texts[i] for i in idx], batch_size=len(idx),
+                                     convert_to_numpy=True, normalize_embeddings=True,
+                                     show_progress_bar=False)
+            out[idx] = vecs.astype(np.float32, copy=False)
+            if progress:
+                progress(len(idx))
+        return out
+
+    def embed_query(self, text: str) -> np.ndarray:
+        vec = self.model.encode([text], convert_to_numpy=True, normalize_embeddings=True,
+                                show_progress_bar=False)
+        return vec[0].astype(np.float32, copy=False)
