@@ -21,6 +21,7 @@ from ingest.split import Splitter, hf_token_offsets
 from ingest.sync import FoundFile, Skipped, plan, scan
 from rag.embedder import Embedder
 from rag.index.dense import DenseIndex
+from rag.index.sparse import SparseIndex
 from rag.index.store import IndexStore
 from rag.index.terms import terms
 from rag.settings import Settings
@@ -84,7 +85,8 @@ class IngestPipeline:
             with store.writer():
                 generation = store.generation
                 todo = plan(found, store.documents())
-                report.failed += [{"path": s.path, "error": s.reason} for s in todo.failed]
+                report.failed += [{"path": s.path, "error": s.reason}
+                                  for s in found.failed + todo.failed]
                 report.unchanged = list(todo.unchanged)
                 for f in todo.touch:
                     store.touch_document(f.path, f.mtime)
@@ -102,7 +104,9 @@ class IngestPipeline:
                     self._ingest_files(store, work, todo.hashes, updating, report, progress,
                                        show_bar)
                 if store.generation != generation or not any(store.dir.glob("dense-*.faiss")):
+                    # derived indexes are written once per run, after all documents commit
                     DenseIndex.build(store, self._dim(store)).save(store.dir)
+                    SparseIndex.build(store).save(store.dir)
                 report.index = store.stats()
         finally:
             store.close()

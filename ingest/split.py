@@ -88,17 +88,28 @@ class Splitter:
                 if ntok(ss, se) <= self.chunk_tokens:
                     out.append(_Seg(ss, se))
                 else:
-                    out.extend(self._token_windows(starts, ss, se))
+                    out.extend(self._token_windows(text, starts, ss, se))
         return out
 
-    def _token_windows(self, starts: list[int], a: int, b: int) -> list[_Seg]:
+    def _token_windows(self, text: str, starts: list[int], a: int, b: int) -> list[_Seg]:
+        """Cut a run-on span every `chunk_tokens` tokens, backing off to a word start: a word
+        cut in the middle re-tokenizes into more pieces than it had in context."""
         lo, hi = bisect_left(starts, a), bisect_left(starts, b)
-        step = self.chunk_tokens
         out = []
-        for i in range(lo, hi, step):
+        i = lo
+        while i < hi:
+            j = min(i + self.chunk_tokens, hi)
+            if j < hi:
+                w = j
+                while w > i + 1 and not text[starts[w] - 1].isspace():
+                    w -= 1
+                j = w if w > i + 1 else j
             s = max(a, starts[i])
-            e = starts[i + step] if i + step < hi else b
+            e = starts[j] if j < hi else b
+            while e > s and text[e - 1].isspace():
+                e -= 1
             out.append(_Seg(s, e))
+            i = j
         return out
 
     def _pack(self, segs: list[_Seg], ntok) -> list[tuple[int, int]]:

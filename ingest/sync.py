@@ -8,8 +8,10 @@ under the scanned roots that are no longer on disk are removed.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +35,7 @@ class Skipped:
 class Scan:
     files: list[FoundFile] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
+    failed: list[Skipped] = field(default_factory=list)  # entries that look broken
     roots: list[str] = field(default_factory=list)  # absolute roots (folders or files)
 
 
@@ -75,7 +78,7 @@ def _walk(root: Path, suffixes: frozenset[str], follow: bool, seen: set[tuple[in
         return
     key = (st.st_dev, st.st_ino)
     if key in seen:
-        out.skipped.append(Skipped(str(root), "symlink loop or folder already scanned"))
+        out.skipped.append(Skipped(str(root), "symlink loop: this folder was already scanned"))
         return
     seen.add(key)
     try:
@@ -88,19 +91,26 @@ def _walk(root: Path, suffixes: frozenset[str], follow: bool, seen: set[tuple[in
         if entry.name.startswith("."):
             out.skipped.append(Skipped(str(path), "hidden"))
             continue
+        is_link = entry.is_symlink()
         try:
-            is_link = entry.is_symlink()
-            if entry.is_dir(follow_symlinks=follow):
-                if is_link and not follow:
-                    out.skipped.append(Skipped(str(path), "symlinked folder (not followed)"))
-                    continue
-                _walk(path, suffixes, follow, seen, out)
-            elif entry.is_file(follow_symlinks=follow):
-                _consider(path, suffixes, out, explicit=False)
+            st = os.stat(path)  # follows links, so a looping or dangling one fails here
+        except OSError as exc:
+            if is_link and exc.errno == errno.ELOOP:
+                out.failed.append(Skipped(str(path), "symlink loop (the link points to itself)"))
             elif is_link:
-                out.skipped.append(Skipped(str(path), "broken or looping symlink"))
-        except OSError as exc:  # e.g. ELOOP from a self-referencing link
-            out.skipped.append(Skipped(str(path), f"cannot read: {exc.strerror or exc}"))
+                out.failed.append(Skipped(str(path), "broken symlink (its target is missing)"))
+            else:
+                out.failed.append(Skipped(str(path), f"cannot read: {exc.strerror or exc}"))
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            if is_link and not follow:
+                out.skipped.append(Skipped(str(path), "symlinked folder (not followed)"))
+            else:
+                _walk(path, suffixes, follow, seen, out)
+        elif stat.S_ISREG(st.st_mode):
+            _consider(path, suffixes, out, explicit=False)
+        else:
+            out.skipped.append(Skipped(str(path), "not a regular file"))
 
 
 def _consider(path: Path, suffixes: frozenset[str], out: Scan, explicit: bool) -> None:

@@ -243,6 +243,17 @@ def verify_sha256(path: Path, expected: str, *, what: str, size: int | None = No
         )
 
 
+def _umask() -> int:
+    # Read, not set-and-restore: os.umask() changes it for every thread for a moment.
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
+
+
 @contextlib.contextmanager
 def _temp_path(dest: Path, *, directory: bool = False) -> Iterator[Path]:
     """A temporary sibling of `dest` that is removed unless the caller renamed it into place."""
@@ -255,9 +266,7 @@ def _temp_path(dest: Path, *, directory: bool = False) -> Iterator[Path]:
         os.close(fd)
         tmp = Path(name)
     # mkstemp/mkdtemp make private entries; the cache may be shared, so use the usual umask.
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod((0o777 if directory else 0o666) & ~umask)
+    tmp.chmod((0o777 if directory else 0o666) & ~_umask())
     try:
         yield tmp
     finally:
