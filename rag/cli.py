@@ -15,6 +15,10 @@ from rag.settings import Settings  # noqa: E402
 
 EXIT_OK, EXIT_PARTIAL, EXIT_ERROR = 0, 1, 2
 
+
+class EmptyIndexError(RuntimeError):
+    """Asked a question of an index without documents."""
+
 Command = Callable[[argparse.Namespace, Settings], int]
 AddArgs = Callable[[argparse.ArgumentParser], None]
 
@@ -64,6 +68,135 @@ def _print_report(report) -> None:
               file=out)
 
 
+# -- ask / chat --------------------------------------------------------------------------
+
+
+def _open_rag(settings: Settings):
+    from rag.api import RAG
+
+    rag = RAG(settings)
+    if rag.stats()["chunks"] == 0:
+        raise EmptyIndexError(
+            f"the index at {settings.index_dir} holds no documents: add some with "
+            f"`rag ingest FOLDER --index {settings.index_dir}`"
+        )
+    return rag
+
+
+def _ask_options(args: argparse.Namespace) -> dict:
+    return {"style": args.style}
+
+
+def _print_sources(answer, out=sys.stdout) -> None:
+    if not answer.sources:
+        return
+    print("\nSources:", file=out)
+    for s in answer.sources:
+        page = f", page {s.page}" if s.page is not None else ""
+        snippet = " ".join(s.text.split())
+        snippet = snippet if len(snippet) <= 160 else snippet[:157] + "..."
+        print(f"  [{s.number}] {s.source}{page} (score {s.score:.3f})\n      {snippet}", file=out)
+
+
+def _ask(args: argparse.Namespace, settings: Settings) -> int:
+    rag = _open_rag(settings)
+    if args.json:
+        answer = rag.ask(args.question, **_ask_options(args))
+        print(json.dumps(answer.to_dict(), ensure_ascii=False,
+                         indent=None if args.compact else 2))
+        return EXIT_OK
+    stream = rag.stream(args.question, **_ask_options(args))
+    for piece in stream:
+        print(piece, end="", flush=True)
+    print()
+    answer = stream.result()
+    _print_sources(answer)
+    if args.timings:
+        print(f"\n{_format_timings(answer.timings)}")
+    return EXIT_OK
+
+
+def _format_timings(t: dict) -> str:
+    parts = [f"retrieval {t.get('retrieval_s', 0) * 1000:.0f} ms"]
+    if "ttft_s" in t:
+        parts.append(f"first token {t['ttft_s']:.2f} s")
+    parts.append(f"total {t.get('total_s', 0):.2f} s")
+    parts.append(f"{t.get('prompt_tokens', 0)} prompt tokens")
+    return "timings: " + ", ".join(parts)
+
+
+def _ask_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("question")
+    _answer_args(p)
+    p.add_argument("--json", action="store_true",
+                   help='print {"answer", "sources": [...], "timings": {...}} instead')
+    p.add_argument("--compact", action="store_true", help="with --json: on one line")
+
+
+def _answer_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="default | fast | a model folder | a .gguf file | API model")
+    p.add_argument("--backend", choices=["local", "openai", "anthropic", "llamacpp"])
+    p.add_argument("-k", "--top-k", dest="top_k", type=int, help="passages given to the model")
+    p.add_argument("--retrieval", choices=["hybrid", "dense", "bm25"])
+    p.add_argument("--style", choices=["chat", "short"], default="chat",
+                   help="chat: sentences with citations; short: just the answer phrase")
+    p.add_argument("--timings", action="store_true", help="print retrieval and answer times")
+
+
+def _chat(args: argparse.Namespace, settings: Settings) -> int:
+    rag = _open_rag(settings)
+    history: list[dict[str, str]] = []
+    print("Ask about your documents. /clear starts over, /quit (or Ctrl-D) leaves.")
+    while True:
+        try:
+            question = input("\n> ").strip()
+        except EOFError:
+            print()
+            return EXIT_OK
+        if not question:
+            continue
+        if question in ("/quit", "/exit"):
+            return EXIT_OK
+        if question == "/clear":
+            history.clear()
+            print("(conversation cleared)")
+            continue
+        stream = rag.stream(question, history, **_ask_options(args))
+        if stream.standalone_question != question:
+            print(f"(searching for: {stream.standalone_question})")
+        for piece in stream:
+            print(piece, end="", flush=True)
+        print()
+        answer = stream.result()
+        _print_sources(answer)
+        if args.timings:
+            print(_format_timings(answer.timings))
+        history += [{"role": "user", "content": question},
+                    {"role": "assistant", "content": answer.text}]
+
+
+# -- ui ----------------------------------------------------------------------------------
+
+
+def _ui(args: argparse.Namespace, settings: Settings) -> int:
+    import subprocess
+
+    from rag.settings import PROJECT_ROOT
+
+    app = PROJECT_ROOT / "ui" / "app.py"
+    env = dict(os.environ, RAG_INDEX_DIR=str(settings.index_dir))
+    if args.config:
+        env["RAG_CONFIG"] = str(args.config)
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app),
+           "--browser.gatherUsageStats", "false", *args.streamlit_args]
+    return subprocess.call(cmd, env=env)
+
+
+def _ui_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("streamlit_args", nargs="*",
+                   help="Streamlit options, e.g. --server.port 8501 --server.headless true")
+
+
 # -- entry point -------------------------------------------------------------------------
 
 
@@ -74,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands: list[tuple[str, Command, AddArgs, str]] = [
         ("ingest", _ingest, _ingest_args,
          "add, update and remove documents in an index (incremental)"),
+        ("ask", _ask, _ask_args, "answer one question from the indexed documents, with sources"),
+        ("chat", _chat, _answer_args, "a conversation in the terminal (follow-ups understood)"),
+        ("ui", _ui, _ui_args, "serve the browser chat UI (Streamlit)"),
     ]
     for name, fn, add_args, help_text in commands:
         p = sub.add_parser(name, help=help_text, description=help_text)
@@ -84,7 +220,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # `rag ui` hands options it does not know (--server.port 8501 ...) to Streamlit
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "ui":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.command == "ui":
+        args.streamlit_args = list(args.streamlit_args) + extra
     try:
         settings = _settings(args)
         return args.func(args, settings)
@@ -94,6 +236,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"rag: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    except Exception as exc:
+        # errors the user can act on (a model or API problem) carry their own message
+        from rag.generate.base import GenerationError
+
+        if isinstance(exc, GenerationError):
+            print(f"rag: error: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+        raise
 
 
 if __name__ == "__main__":

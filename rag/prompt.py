@@ -1,0 +1,151 @@
+"""Compose the messages a chat model gets: numbered passages, the question, the rules.
+
+Two answer styles share one format for passages and citations:
+- "chat" (what users see): a brief answer, every statement followed by the passages it rests on;
+- "short" (what evaluation scores): only the shortest phrase from the passages, then its
+  passage number, e.g. ``1998 [2]``, because SQuAD references are short spans.
+Both tell the model to reply with `REFUSAL` when the passages do not hold the answer, so a
+missing answer is recognisable in either style.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from rag.types import Passage
+
+REFUSAL = "The documents do not contain the answer."
+STYLES = ("chat", "short")
+
+_RULES = {
+    "chat": (
+        "You answer questions using only the numbered passages from the user's documents. "
+        "After each statement, cite the passages it comes from by their numbers in square "
+        "brackets, like [1] or [2][3]. Be brief: one to three sentences. Do not use outside "
+        "knowledge. If the passages do not contain the answer, reply exactly: " + REFUSAL
+    ),
+    "short": (
+        "You answer questions using only the numbered passages from the user's documents. "
+        "Reply with the shortest phrase copied word for word from a passage that answers the "
+        "question, followed by that passage's number in square brackets, for example: "
+        "1998 [2]. No sentence, no explanation. If the passages do not contain the answer, "
+        "reply exactly: " + REFUSAL
+    ),
+}
+
+_CONDENSE = (
+    "Rewrite the user's last question as one standalone question that can be understood "
+    "without the conversation: replace pronouns and references such as 'he', 'it' or 'that "
+    "year' with what they refer to. Reply with the rewritten question only."
+)
+
+Message = dict[str, str]
+
+
+@dataclass
+class Prompt:
+    messages: list[Message]
+    passages: list[Passage]  # the passages in the prompt, numbered 1..n in this order
+    tokens: int  # prompt tokens as counted by the generator
+
+
+def label(passage: Passage) -> str:
+    """How a passage's origin is shown to the model: file name and page."""
+    c = passage.chunk
+    where = Path(c.source).name + (f", page {c.page}" if c.page is not None else "")
+    return f"{where}, section: {c.heading}" if c.heading else where
+
+
+def _passage_block(number: int, passage: Passage) -> str:
+    return f"[{number}] ({label(passage)})\n{passage.chunk.text.strip()}"
+
+
+def _messages(style: str, question: str, blocks: Sequence[str]) -> list[Message]:
+    context = "\n\n".join(blocks) if blocks else "(no passages were found)"
+    user = f"Passages:\n\n{context}\n\nQuestion: {question.strip()}"
+    return [{"role": "system", "content": _RULES[style]}, {"role": "user", "content": user}]
+
+
+def build_prompt(question: str, passages: Sequence[Passage], count_tokens: Callable[[str], int],
+                 budget: int, style: str = "chat") -> Prompt:
+    """Messages with as many passages, in rank order, as fit in `budget` prompt tokens.
+
+    A passage that does not fit whole is left out rather than cut, so the model never reads a
+    sentence that stops halfway; a later, shorter one may still fit.
+    """
+    if style not in STYLES:
+        raise ValueError(f"answer style must be one of {', '.join(STYLES)}, not {style!r}")
+    base = _count(count_tokens, _messages(style, question, []))
+    used, blocks, kept = base, [], []
+    for p in passages:
+        block = _passage_block(len(kept) + 1, p)
+        need = count_tokens(block) + 2  # the blank line between passages
+        if used + need > budget:
+            continue
+        used += need
+        blocks.append(block)
+        kept.append(p)
+    messages = _messages(style, question, blocks)
+    return Prompt(messages, kept, _count(count_tokens, messages))
+
+
+def _count(count_tokens: Callable[[str], int], messages: Sequence[Message]) -> int:
+    # a few tokens per message for the chat template's role markers
+    return sum(count_tokens(m["content"]) + 4 for m in messages)
+
+
+def condense_messages(history: Sequence[Message], question: str,
+                      max_turns: int = 3) -> list[Message]:
+    """Messages asking the model to turn a follow-up into a standalone question."""
+    turns = [m for m in history if m.get("role") in ("user", "assistant")][-2 * max_turns:]
+    lines = []
+    for m in turns:
+        who = "User" if m["role"] == "user" else "Assistant"
+        # answers can be long; the names and dates a follow-up refers to come early
+        lines.append(f"{who}: {strip_citations(m['content'])[:600]}")
+    convo = "\n".join(lines)
+    user = f"Conversation:\n{convo}\n\nLast question: {question.strip()}\n\nStandalone question:"
+    return [{"role": "system", "content": _CONDENSE}, {"role": "user", "content": user}]
+
+
+_CITE = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
+
+
+def cited_numbers(text: str, n_passages: int) -> list[int]:
+    """Passage numbers cited in `text` as [1], [1, 2] or [1][2], in first-seen order."""
+    seen: list[int] = []
+    for m in _CITE.finditer(text):
+        for part in re.split(r"[,;]", m.group(1)):
+            n = int(part)
+            if 1 <= n <= n_passages and n not in seen:
+                seen.append(n)
+    return seen
+
+
+def strip_citations(text: str) -> str:
+    return re.sub(r"\s*" + _CITE.pattern, "", text).strip()
+
+
+_REFUSAL_MARKERS = (
+    "documents do not contain", "documents don't contain", "passages do not contain",
+    "passages don't contain", "not contain the answer", "no information", "not mentioned",
+    "not provided in the", "cannot be answered", "can't be answered", "do not say",
+    "does not say", "i don't know", "i do not know",
+)
+
+
+def is_refusal(text: str) -> bool:
+    """True when the model said the passages lack the answer (in any wording it tends to use)."""
+    t = " ".join(text.lower().replace("’", "'").split())
+    return any(m in t for m in _REFUSAL_MARKERS)
+
+
+def short_answer(text: str) -> str:
+    """The scoreable short answer from a "short"-style reply: no citations, one line."""
+    first = next((line for line in text.strip().splitlines() if line.strip()), "")
+    out = strip_citations(first).strip().strip('"').strip()
+    out = re.sub(r"^(answer|short answer)\s*:\s*", "", out, flags=re.I)
+    return out.rstrip(".").strip() if not is_refusal(out) else ""
