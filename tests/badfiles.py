@@ -175,6 +175,44 @@ def make_pdf_with_blank_page2(path: Path) -> Path:
     return path
 
 
+def make_pdf_damaged_trailer(path: Path) -> Path:
+    """The good 3-page PDF with its trailer's /Root key garbled (a flipped byte).
+
+    PDFium refuses the file ("data format error"); pypdf finds the catalog by scanning the
+    objects, so this is a file only the pypdf fallback can read.
+    """
+    path = Path(path)
+    make_good_pdf(path, GOOD_PDF_PAGES)
+    data = path.read_bytes()
+    assert data.count(b"/Root") == 1, "reportlab wrote an unexpected trailer"
+    path.write_bytes(data.replace(b"/Root", b"/Rooq"))
+    return path
+
+
+def make_pdf_with_outline(path: Path) -> Path:
+    """GOOD_PDF_PAGES with a bookmark outline: one entry per page, titled by its first line."""
+    from reportlab.lib.pagesizes import A4
+    from reportlab.pdfgen import canvas
+
+    path = Path(path)
+    c = canvas.Canvas(str(path), pagesize=A4, invariant=1)
+    _, height = A4
+    for number, text in enumerate(GOOD_PDF_PAGES, start=1):
+        title, _, body = text.partition("\n\n")
+        c.setFont("Helvetica-Bold", 14)
+        c.drawString(72, height - 72, title)
+        c.bookmarkPage(f"p{number}")
+        c.addOutlineEntry(title, f"p{number}", level=0)
+        c.setFont("Helvetica", 11)
+        y = height - 100
+        for line in body.split("\n"):
+            c.drawString(72, y, line)
+            y -= 14
+        c.showPage()
+    c.save()
+    return path
+
+
 def make_not_really_pdf(path: Path) -> Path:
     """An HTML error page saved under a .pdf name (a common failed-download result)."""
     path = Path(path)
@@ -275,6 +313,23 @@ def make_docx_missing_body(path: Path) -> Path:
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr("[Content_Types].xml", '<?xml version="1.0"?><Types/>')
         zf.writestr("hello.txt", "hi")
+    return path
+
+
+def make_docx_bad_content_types(path: Path) -> Path:
+    """A real .docx whose [Content_Types].xml lost its namespace: well-formed, wrong shape."""
+    path = Path(path)
+    good = path.with_name(path.name + ".good.tmp")
+    make_docx(good)
+    try:
+        with zipfile.ZipFile(good) as zin, zipfile.ZipFile(path, "w") as zout:
+            for name in zin.namelist():
+                data = zin.read(name)
+                if name == "[Content_Types].xml":
+                    data = b'<?xml version="1.0"?><Types/>'
+                zout.writestr(name, data)
+    finally:
+        good.unlink()
     return path
 
 

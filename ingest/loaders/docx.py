@@ -33,6 +33,15 @@ def _check_container(path: Path) -> None:
         raise LoadError("not a DOCX file (not a zip archive)")
     if not zipfile.is_zipfile(path):
         raise LoadError("file is truncated or corrupt: incomplete zip archive")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+    except zipfile.BadZipFile as exc:
+        raise LoadError(f"file is truncated or corrupt: damaged zip archive ({exc})") from exc
+    # Other zip-based files renamed to .docx (.zip, .epub, .xlsx, .odt) would otherwise fail deep
+    # inside python-docx with a KeyError or AttributeError that says nothing to a user.
+    if "[Content_Types].xml" not in names or not any(n.startswith("word/") for n in names):
+        raise LoadError("not a DOCX file (a zip archive without Word document parts)")
 
 
 def _read_head(path: Path, n: int = 8) -> bytes:
@@ -101,10 +110,12 @@ def load_docx(path: Path, password: str | None = None) -> list[Page]:
         raise LoadError("not a DOCX file (not a zip archive)") from exc
     except (
         zipfile.BadZipFile, zlib.error, KeyError, ValueError, EOFError, OSError,
-        etree.LxmlError, PythonDocxError,
+        etree.LxmlError, PythonDocxError, AttributeError,
     ) as exc:  # fmt: skip
         # KeyError: a required part (word/document.xml) is missing; ValueError: wrong content
-        # type (e.g. a .xlsx renamed to .docx); LxmlError: damaged XML inside the archive.
+        # type (e.g. a .xlsx renamed to .docx); LxmlError: damaged XML inside the archive;
+        # AttributeError: well-formed XML of the wrong shape (e.g. [Content_Types].xml without
+        # its namespace), which python-docx does not validate before walking it.
         raise LoadError(f"file is truncated or corrupt: {type(exc).__name__}: {exc}") from exc
 
     parts: list[str] = []
