@@ -146,6 +146,7 @@ def is_refusal(text: str) -> bool:
 def short_answer(text: str) -> str:
     """The scoreable short answer from a "short"-style reply: no citations, one line."""
     first = next((line for line in text.strip().splitlines() if line.strip()), "")
-    out = strip_citations(first).strip().strip('"').strip()
+    out = strip_citations(first).strip()
     out = re.sub(r"^(answer|short answer)\s*:\s*", "", out, flags=re.I)
-    return out.rstrip(".").strip() if not is_refusal(out) else ""
+    out = out.rstrip(".").strip().strip('"“”').strip()
+    return "" if is_refusal(out) else out

@@ -1,0 +1,97 @@
+"""Prompt composition, citation parsing and refusal detection (no models needed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.prompt import (
+    REFUSAL,
+    build_prompt,
+    cited_numbers,
+    condense_messages,
+    is_refusal,
+    short_answer,
+    strip_citations,
+)
+from rag.types import Chunk, Passage
+
+
+def _passage(text: str, source: str = "/docs/a.pdf", page: int | None = 1) -> Passage:
+    return Passage(Chunk(text, source, page, 0, len(text)), 1.0)
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def test_passages_are_numbered_with_file_and_page_and_rules_ask_for_citations():
+    ps = [_passage("The pond holds water.", "/d/farm.pdf", 2),
+          _passage("Cats sleep a lot.", "/d/notes.md", None)]
+    prompt = build_prompt("How big is the pond?", ps, _words, budget=1000)
+    system, user = prompt.messages[0]["content"], prompt.messages[1]["content"]
+    assert "[1]" in system and REFUSAL in system
+    assert "[1] (farm.pdf, page 2)\nThe pond holds water." in user
+    assert "[2] (notes.md)\nCats sleep a lot." in user
+    assert user.rstrip().endswith("Question: How big is the pond?")
+    assert prompt.passages == ps
+
+
+def test_context_is_fitted_by_tokens_and_never_cuts_a_passage():
+    long = _passage("word " * 300)
+    short = _passage("the short one fits")
+    empty_prompt = build_prompt("q?", [], _words, budget=1000)
+    budget = empty_prompt.tokens + 40
+    prompt = build_prompt("q?", [long, short], _words, budget=budget)
+    # the long passage is skipped whole, the later short one still gets in, renumbered [1]
+    assert prompt.passages == [short]
+    assert "[1] (a.pdf, page 1)\nthe short one fits" in prompt.messages[1]["content"]
+    assert "word word" not in prompt.messages[1]["content"]
+    assert prompt.tokens <= budget
+
+
+def test_short_style_asks_for_a_phrase():
+    prompt = build_prompt("When?", [_passage("In 1998.")], _words, 1000, style="short")
+    assert "shortest phrase" in prompt.messages[0]["content"]
+    with pytest.raises(ValueError, match="answer style"):
+        build_prompt("When?", [], _words, 1000, style="poem")
+
+
+@pytest.mark.parametrize("text, n, expected", [
+    ("It was built in 1998 [2].", 3, [2]),
+    ("A [1][3] and B [2, 1].", 3, [1, 3, 2]),
+    ("Out of range [7] and [0] are ignored [1; 2].", 3, [1, 2]),
+    ("No citations here.", 3, []),
+])
+def test_cited_numbers(text, n, expected):
+    assert cited_numbers(text, n) == expected
+
+
+def test_strip_citations_and_short_answer():
+    assert strip_citations("It was 1998 [2][3].") == "It was 1998."
+    assert short_answer("1998 [2]") == "1998"
+    assert short_answer('Answer: "the Bramley variety" [1].\nBecause...') == "the Bramley variety"
+    assert short_answer(REFUSAL) == ""
+
+
+@pytest.mark.parametrize("text", [
+    REFUSAL, "The passages do not contain the answer to this question.",
+    "I don't know.", "That is not mentioned in the documents.",
+])
+def test_refusals_are_recognised(text):
+    assert is_refusal(text)
+
+
+@pytest.mark.parametrize("text", ["It was built in 1998 [1].", "The documents say 412 trees [2]."])
+def test_answers_are_not_refusals(text):
+    assert not is_refusal(text)
+
+
+def test_condense_messages_carry_the_recent_conversation():
+    history = [{"role": "user", "content": "Who founded the lighthouse trust?"},
+               {"role": "assistant", "content": "Mary Ellis founded it in 1921 [1]."}]
+    msgs = condense_messages(history, "and when did she die?")
+    assert "standalone" in msgs[0]["content"]
+    user = msgs[1]["content"]
+    assert "User: Who founded the lighthouse trust?" in user
+    assert "Assistant: Mary Ellis founded it in 1921." in user  # citations stripped
+    assert "Last question: and when did she die?" in user
