@@ -370,3 +370,35 @@ def test_mixed_folder_manifest_matches_what_the_loaders_do(tmp_path: Path) -> No
 
     for rel in manifest["symlink_loops"]:
         assert (tmp_path / rel).is_symlink() and (tmp_path / rel).is_dir()
+
+
+# --- the sample documents shipped for demos ---------------------------------------------------
+
+
+def _make_samples():  # noqa: ANN202 - a module loaded from a path
+    import importlib.util
+    import sys
+
+    if "make_samples" in sys.modules:
+        return sys.modules["make_samples"]
+    script = Path(__file__).resolve().parent.parent / "sample_docs" / "make_samples.py"
+    spec = importlib.util.spec_from_file_location("make_samples", script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    # Registered before running: its dataclasses look their module up in sys.modules.
+    sys.modules["make_samples"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_sample_docs_load_and_state_each_answer_on_the_page_the_key_names() -> None:
+    samples = _make_samples()
+    assert samples.check() == []
+
+
+def test_committed_sample_binaries_match_what_the_script_builds(tmp_path: Path) -> None:
+    samples = _make_samples()
+    builders = [(samples.PDF_NAME, samples.write_pdf), (samples.DOCX_NAME, samples.write_docx)]
+    for name, write in builders:
+        rebuilt = load_file(write(tmp_path / name))
+        assert rebuilt == load_file(samples.HERE / name), f"rerun make_samples.py: {name} is stale"
