@@ -11,7 +11,7 @@ term statistics, not on whether texts repeat. The timed step is what a question 
 query embedding + dense search + BM25 + fusion + fetching the chunks from SQLite.
 
 Generation: the same chain users get (retrieve 5 passages, prompt, stream), over questions of
-../shared/data/squad-dev (else sample_docs/QUESTIONS.md), time to first token and total.
+../shared/data/squad-dev (else docs/sample_questions.md), time to first token and total.
 """
 
 from __future__ import annotations
@@ -56,9 +56,10 @@ def questions(n: int, seed: int = 0) -> list[str]:
         qs = [qa["question"] for art in data["data"] for p in art["paragraphs"]
               for qa in p["qas"]]
     else:
-        text = (ROOT / "sample_docs" / "QUESTIONS.md").read_text()
-        qs = [line.split("?", 1)[0].lstrip("-*0123456789. ").strip() + "?"
-              for line in text.splitlines() if "?" in line]
+        text = (ROOT / "docs" / "sample_questions.md").read_text()
+        # rows of the answer key's table: | n | question | answer | where |
+        qs = [cells[2].strip() for line in text.splitlines()
+              if (cells := line.split("|")) and len(cells) > 4 and cells[1].strip().isdigit()]
     random.Random(seed).shuffle(qs)
     return qs[:n]
 

@@ -381,7 +381,7 @@ def _make_samples():  # noqa: ANN202 - a module loaded from a path
 
     if "make_samples" in sys.modules:
         return sys.modules["make_samples"]
-    script = Path(__file__).resolve().parent.parent / "sample_docs" / "make_samples.py"
+    script = Path(__file__).resolve().parent.parent / "scripts" / "make_samples.py"
     spec = importlib.util.spec_from_file_location("make_samples", script)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

@@ -1,6 +1,6 @@
-"""Regenerate the sample PDF and DOCX and QUESTIONS.md, then check every sample with the loaders.
+"""Regenerate the sample PDF and DOCX and docs/sample_questions.md, then check every sample with the loaders.
 
-    .venv/bin/python sample_docs/make_samples.py
+    .venv/bin/python scripts/make_samples.py
 
 The Markdown, HTML and text samples are written by hand and live beside this script; the PDF
 and the DOCX are built here so they can be changed as text and rebuilt byte for byte the same
@@ -8,7 +8,7 @@ and the DOCX are built here so they can be changed as text and rebuilt byte for 
 original writing about one fictional harbour town, Port Alder, so demo questions have concrete
 answers (names, dates, numbers) on known pages.
 
-QUESTIONS.md is generated from `QUESTIONS` below. The check after writing loads every sample
+docs/sample_questions.md is generated from `QUESTIONS` below. The check after writing loads every sample
 with `ingest.loaders.load_file` and fails unless each question's evidence is found on exactly
 the file and page it names and nowhere else, so the answer key cannot drift from the documents.
 """
@@ -22,7 +22,11 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parent.parent
+# the samples live where `make run` ingests them; the answer key beside the docs, not among
+# them, so that answers are never retrieved from the key itself
+HERE = ROOT / "sample_docs"
+KEY = ROOT / "docs" / "sample_questions.md"
 PDF_NAME = "tidewater_staff_handbook.pdf"
 DOCX_NAME = "festival_committee_minutes.docx"
 MD_NAME = "gannet_rock_lighthouse.md"
@@ -410,12 +414,12 @@ def check(folder: Path = HERE) -> list[str]:
 def main() -> int:
     write_pdf(HERE / PDF_NAME)
     write_docx(HERE / DOCX_NAME)
-    write_questions(HERE / "QUESTIONS.md")
+    write_questions(KEY)
     problems = check()
     for problem in problems:
         print(f"sample_docs check failed: {problem}", file=sys.stderr)
     if not problems:
-        print(f"wrote {PDF_NAME}, {DOCX_NAME}, QUESTIONS.md; all samples load and match the key")
+        print(f"wrote {PDF_NAME}, {DOCX_NAME}, docs/sample_questions.md; all samples load and match the key")
     return 1 if problems else 0
 
 
