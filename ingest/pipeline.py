@@ -7,6 +7,7 @@ to load is reported with its reason and everything else goes on.
 
 from __future__ import annotations
 
+import os
 import queue
 import sys
 import threading
@@ -75,14 +76,16 @@ class IngestPipeline:
         self.embedder = embedder or Embedder.from_settings(settings)
 
     def run(self, paths: Sequence[str | Path], progress: ProgressFn | None = None,
-            show_bar: bool | None = None) -> IngestReport:
+            show_bar: bool | None = None, lock_timeout: float = 600) -> IngestReport:
+        """Bring the index in line with `paths`. Waits up to `lock_timeout` seconds for
+        another writer, then raises IndexLockedError."""
         started = time.perf_counter()
         report = IngestReport()
         found = scan(list(paths), SUPPORTED_SUFFIXES, self.settings.follow_symlinks)
         report.skipped = [asdict(s) for s in found.skipped]
         store = IndexStore(self.settings.index_dir)
         try:
-            with store.writer():
+            with store.writer(timeout=lock_timeout):
                 generation = store.generation
                 todo = plan(found, store.documents())
                 report.failed += [{"path": s.path, "error": s.reason}
@@ -103,10 +106,11 @@ class IngestPipeline:
                     updating = {f.path for f in todo.update}
                     self._ingest_files(store, work, todo.hashes, updating, report, progress,
                                        show_bar)
-                if store.generation != generation or not any(store.dir.glob("dense-*.faiss")):
-                    # derived indexes are written once per run, after all documents commit
-                    DenseIndex.build(store, self._dim(store)).save(store.dir)
-                    SparseIndex.build(store).save(store.dir)
+                if store.generation != generation or not _derived_current(store):
+                    # derived indexes are written once per run, after all documents commit;
+                    # also when an interrupted run committed documents but died before
+                    # writing them, or every reader would rebuild them on each open
+                    self._write_derived(store)
                 report.index = store.stats()
         finally:
             store.close()
@@ -115,11 +119,16 @@ class IngestPipeline:
             progress("done", {"report": report})
         return report
 
-    def _dim(self, store: IndexStore) -> int:
+    def _write_derived(self, store: IndexStore) -> None:
         import json
 
         info = store.get_meta("embedder")
-        return json.loads(info)["dim"] if info else self.embedder.dim
+        if info is None:
+            # nothing was ever embedded here: no vectors to index, and no reason to load the
+            # embedder just to learn its dimension (readers rebuild from the store if needed)
+            return
+        DenseIndex.build(store, json.loads(info)["dim"]).save(store.dir)
+        SparseIndex.build(store).save(store.dir)
 
     def _ingest_files(self, store: IndexStore, work: list[FoundFile], hashes: dict[str, str],
                       updating: set[str], report: IngestReport, progress: ProgressFn | None,
@@ -129,14 +138,15 @@ class IngestPipeline:
         chunk_tokens = min(self.settings.chunk_tokens, self.embedder.max_tokens)
         splitter = Splitter(hf_token_offsets(self.embedder.separate_tokenizer()),
                             chunk_tokens, self.settings.chunk_overlap)
+        # "start" comes before any file is read, so a listener sees the whole run
+        if progress:
+            progress("start", {"files": len(work)})
         parsed: queue.Queue = queue.Queue(maxsize=64)
         stop = threading.Event()
         worker = threading.Thread(target=self._parse_all, args=(work, splitter, parsed, stop),
                                   name="ingest-parse", daemon=True)
         worker.start()
         bar = _bar(len(work), show_bar)
-        if progress:
-            progress("start", {"files": len(work)})
         pending: list[_Parsed] = []
         try:
             while True:
@@ -160,14 +170,25 @@ class IngestPipeline:
         for f in work:
             if stop.is_set():
                 return
-            out.put(self._parse(f, splitter))
+            out.put(self._parse(f, splitter, self._password_for(f.path)))
         out.put(_DONE)
 
+    def _password_for(self, path: str) -> str | None:
+        """The configured password of a PDF: keyed by its path (absolute, ~ or relative to
+        the working directory) or by its bare file name."""
+        passwords = self.settings.pdf_passwords
+        if not passwords or not path.lower().endswith(".pdf"):
+            return None
+        for key, password in passwords.items():
+            if os.path.abspath(os.path.expanduser(key)) == path:
+                return password
+        return passwords.get(os.path.basename(path))
+
     @staticmethod
-    def _parse(f: FoundFile, splitter: Splitter) -> _Parsed:
+    def _parse(f: FoundFile, splitter: Splitter, password: str | None = None) -> _Parsed:
         item = _Parsed(f)
         try:
-            pages = load_file(Path(f.path))
+            pages = load_file(Path(f.path), password)
         except LoadError as exc:
             item.error = str(exc)
             return item
@@ -226,10 +247,19 @@ def _bar(total: int, show: bool | None):
     return tqdm(total=total, unit="file", desc="ingest", file=sys.stderr)
 
 
+def _derived_current(store: IndexStore) -> bool:
+    """Are the FAISS and BM25 files of the store's current generation on disk?"""
+    gen = store.generation
+    return (DenseIndex.path_for(store.dir, gen).exists()
+            and SparseIndex.path_for(store.dir, gen).exists())
+
+
 def ingest(paths: Sequence[str | Path], settings: Settings | None = None,
-           embedder: Embedder | None = None, progress: ProgressFn | None = None) -> IngestReport:
+           embedder: Embedder | None = None, progress: ProgressFn | None = None,
+           lock_timeout: float = 600) -> IngestReport:
     """Ingest files and folders into `settings.index_dir` (incrementally)."""
-    return IngestPipeline(settings or Settings.load(), embedder).run(paths, progress)
+    return IngestPipeline(settings or Settings.load(), embedder).run(
+        paths, progress, lock_timeout=lock_timeout)
 
 
 __all__ = ["IngestPipeline", "IngestReport", "Skipped", "ingest"]

@@ -35,7 +35,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     from ingest.pipeline import ingest
 
-    report = ingest(args.paths, settings)
+    report = ingest(args.paths, settings, lock_timeout=args.lock_timeout)
     if args.json:
         print(json.dumps(report.to_dict(), indent=None if args.compact else 2))
     else:
@@ -47,6 +47,9 @@ def _ingest_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="+", help="files and folders (searched recursively)")
     p.add_argument("--json", action="store_true", help="print one JSON summary")
     p.add_argument("--compact", action="store_true", help="with --json: on one line")
+    p.add_argument("--lock-timeout", type=float, default=600, metavar="SECONDS",
+                   help="how long to wait while another process writes to the index "
+                        "(default 600), then fail")
 
 
 def _print_report(report) -> None:
@@ -175,6 +178,35 @@ def _chat(args: argparse.Namespace, settings: Settings) -> int:
                     {"role": "assistant", "content": answer.text}]
 
 
+# -- eval / finetune ---------------------------------------------------------------------
+# the options and the work live in rag.eval.cli and rag.finetune; both import torch only
+# when they run
+
+
+def _eval(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.eval.cli import run
+
+    return run(args, settings)
+
+
+def _eval_args(p: argparse.ArgumentParser) -> None:
+    from rag.eval.cli import add_arguments
+
+    add_arguments(p)
+
+
+def _finetune(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.finetune import run
+
+    return run(args, settings)
+
+
+def _finetune_args(p: argparse.ArgumentParser) -> None:
+    from rag.finetune import add_arguments
+
+    add_arguments(p)
+
+
 # -- ui ----------------------------------------------------------------------------------
 
 
@@ -197,6 +229,24 @@ def _ui_args(p: argparse.ArgumentParser) -> None:
                    help="Streamlit options, e.g. --server.port 8501 --server.headless true")
 
 
+def _streamlit_args(argv: Sequence[str]) -> list[str]:
+    """The words after `ui`, minus --index, in their order. argparse cannot be used: it
+    splits an unknown option from its value (`--server.port 8501` came out as `8501
+    --server.port`, which Streamlit rejects)."""
+    argv = list(argv)
+    rest = argv[argv.index("ui") + 1:]
+    out: list[str] = []
+    skip = False
+    for word in rest:
+        if skip:
+            skip = False
+        elif word == "--index":
+            skip = True
+        elif not word.startswith("--index="):
+            out.append(word)
+    return out
+
+
 # -- entry point -------------------------------------------------------------------------
 
 
@@ -209,6 +259,10 @@ def build_parser() -> argparse.ArgumentParser:
          "add, update and remove documents in an index (incremental)"),
         ("ask", _ask, _ask_args, "answer one question from the indexed documents, with sources"),
         ("chat", _chat, _answer_args, "a conversation in the terminal (follow-ups understood)"),
+        ("eval", _eval, _eval_args,
+         "score answers and retrieval on SQuAD-format questions (EM, F1, recall@k, latency)"),
+        ("finetune", _finetune, _finetune_args,
+         "train a LoRA adapter for the local model on retrieval-augmented SQuAD questions"),
         ("ui", _ui, _ui_args, "serve the browser chat UI (Streamlit)"),
     ]
     for name, fn, add_args, help_text in commands:
@@ -226,7 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra and args.command != "ui":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "ui":
-        args.streamlit_args = list(args.streamlit_args) + extra
+        args.streamlit_args = _streamlit_args(sys.argv[1:] if argv is None else argv)
     try:
         settings = _settings(args)
         return args.func(args, settings)

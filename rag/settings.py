@@ -8,11 +8,12 @@ API keys are never stored here: only the *name* of the environment variable that
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, get_origin, get_type_hints
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -57,6 +58,10 @@ class Settings:
     # ingestion
     max_upload_mb: int = 50
     follow_symlinks: bool = True
+    # passwords of encrypted PDFs: {file name or path: password}. In rag.toml a table
+    # ([pdf_passwords] "report.pdf" = "..."), in RAG_PDF_PASSWORDS a JSON object. Without an
+    # entry an encrypted PDF is reported as failed ("needs a password"), never guessed at.
+    pdf_passwords: dict[str, str] = field(default_factory=dict)
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **_coerce_all(changes))
@@ -108,6 +113,12 @@ def _coerce(name: str, hint: Any, value: Any) -> Any:
             return bool(value)
         if hint in (int, float, str):
             return hint(value)
+        if get_origin(hint) is dict:
+            # environment variables can only carry a string: a JSON object then
+            mapping = json.loads(value) if isinstance(value, str) else value
+            if not isinstance(mapping, dict):
+                raise TypeError("not a mapping")
+            return {str(k): str(v) for k, v in mapping.items()}
     except (TypeError, ValueError) as exc:
         raise ValueError(f"setting {name}: cannot read {value!r} as {hint.__name__}") from exc
     return value
