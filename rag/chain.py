@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
+from rag.grounding import unsupported_facts
 from rag.prompt import (
     REFUSAL,
     Message,
@@ -120,9 +121,17 @@ class Chain:
             stats = getattr(self.generator, "last_stats", {}) or {}
             if stats.get("completion_tokens") is not None and shown:
                 timings["completion_tokens"] = stats["completion_tokens"]
-            text = text.strip()
+            text = draft = text.strip()
             refused = is_refusal(text) or not shown
-            cited = cited_numbers(text, len(shown))
+            unsupported: list[str] = []
+            if not refused:
+                unsupported = unsupported_facts(text, [s.text for s in shown],
+                                                f"{question}\n{standalone}")
+                if unsupported:
+                    refused = True
+                    text = (f"{REFUSAL} (A draft answer stated {', '.join(unsupported)}, "
+                            "which none of the retrieved passages contain, so it was withheld.)")
+            cited = [] if unsupported else cited_numbers(text, len(shown))
             if refused and not cited:
                 sources: list[Source] = []
             elif cited:
@@ -131,7 +140,8 @@ class Chain:
                 # no citation markers: the passages the model read are the honest answer
                 sources = list(shown)
             return Answer(text=text, sources=sources, passages=shown, question=question,
-                          standalone_question=standalone, refused=refused, timings=timings)
+                          standalone_question=standalone, refused=refused, timings=timings,
+                          unsupported=unsupported, draft=draft if unsupported else "")
 
         return AnswerStream(pieces(), finish, question, standalone, shown)
 

@@ -23,9 +23,10 @@ STYLES = ("chat", "short")
 _RULES = {
     "chat": (
         "You answer questions using only the numbered passages from the user's documents. "
-        "After each statement, cite the passages it comes from by their numbers in square "
-        "brackets, like [1] or [2][3]. Be brief: one to three sentences. Do not use outside "
-        "knowledge. If the passages do not contain the answer, reply exactly: " + REFUSAL
+        "Put the number of the passage each fact comes from in square brackets right after "
+        "it, for example: The pond holds 3,600 cubic metres [2]. Be brief: one to three "
+        "sentences. Do not use outside knowledge. If the passages do not contain the answer, "
+        "reply exactly: " + REFUSAL
     ),
     "short": (
         "You answer questions using only the numbered passages from the user's documents. "

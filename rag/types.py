@@ -63,8 +63,12 @@ class Answer:
     passages: list[Source] = field(default_factory=list)  # everything given to the model
     question: str = ""
     standalone_question: str = ""  # the question after rewriting with the chat history
-    refused: bool = False  # the model said the documents do not hold the answer
+    refused: bool = False  # the documents do not hold the answer (said by the model or checked)
     timings: dict[str, float] = field(default_factory=dict)
+    # numbers and names the model's draft stated that no passage contains; when any, the draft
+    # is withheld (kept in `draft`) and `text` says the documents do not support an answer
+    unsupported: list[str] = field(default_factory=list)
+    draft: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -74,5 +78,7 @@ class Answer:
             "question": self.question,
             "standalone_question": self.standalone_question,
             "refused": self.refused,
+            "unsupported": self.unsupported,
+            "draft": self.draft,
             "timings": self.timings,
         }
