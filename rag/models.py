@@ -476,6 +476,7 @@ def resolve_generator(
                 + "; expected a Hugging Face model folder or a .gguf file"
             )
     if path.is_file() and path.suffix.lower() == ".gguf":
+        _check_gguf_magic(path)
         key = _file_key(path)
         stem = re.sub(r"[^A-Za-z0-9._-]+", "-", path.stem)[:80]
         out = cache_dir / "models" / f"{stem}-{key}-bf16"
@@ -496,6 +497,20 @@ def resolve_generator(
         f"unknown model {name!r}: use a preset ({_preset_list()}), a Hugging Face model folder "
         "or a .gguf file"
     )
+
+
+def _check_gguf_magic(path: Path) -> None:
+    """Reject a file that is not GGUF before taking a lock and starting a conversion."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError as exc:
+        raise ModelError(f"cannot read {path}: {exc}") from exc
+    if head != b"GGUF":
+        raise ModelError(
+            f"{path} is not a GGUF file (it does not start with the GGUF magic bytes); "
+            "expected a .gguf model file"
+        )
 
 
 # The conversion is checked by greedy decoding this prompt with the GGUF-loaded model and with
@@ -557,12 +572,21 @@ def _convert(
     started = time.monotonic()
     with _temp_path(out, directory=True) as tmp:
         # local_files_only: a local folder never needs the hub, and this guarantees it.
-        src = AutoModelForCausalLM.from_pretrained(
-            str(gguf.parent), gguf_file=gguf.name, dtype=torch.bfloat16, local_files_only=True
-        )
-        tokenizer = AutoTokenizer.from_pretrained(
-            str(gguf.parent), gguf_file=gguf.name, local_files_only=True
-        )
+        try:
+            src = AutoModelForCausalLM.from_pretrained(
+                str(gguf.parent), gguf_file=gguf.name, dtype=torch.bfloat16, local_files_only=True
+            )
+            tokenizer = AutoTokenizer.from_pretrained(
+                str(gguf.parent), gguf_file=gguf.name, local_files_only=True
+            )
+        except Exception as exc:  # noqa: BLE001 - the gguf reader raises struct, value, key errors
+            # A truncated download or an architecture transformers cannot read otherwise ends in
+            # a bare parser traceback that does not name the file.
+            raise ModelError(
+                f"converting {what}: cannot load {gguf} as a GGUF model "
+                f"({type(exc).__name__}: {exc}). Is the file complete, and an architecture "
+                f"transformers {transformers.__version__} supports?"
+            ) from exc
         src.eval()
         state = src.state_dict()
         packed = [k for k, v in state.items() if not v.is_floating_point()]

@@ -1,0 +1,98 @@
+"""HTTP pieces the API backends share: timeouts, error bodies, transport errors and SSE framing."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+
+# A local or LAN server accepts a connection at once; waiting the full request timeout (minutes)
+# for a connect only delays the "is the server running?" message.
+CONNECT_TIMEOUT_S = 10.0
+
+
+def http_timeout(timeout: float) -> httpx.Timeout:
+    """`read` bounds the wait for each chunk, so a server that stalls mid-answer is caught too,
+    not only one that never starts."""
+    return httpx.Timeout(
+        connect=min(timeout, CONNECT_TIMEOUT_S), read=timeout, write=timeout, pool=timeout
+    )
+
+
+def error_detail(response: httpx.Response, limit: int = 300) -> str:
+    """The human part of an error body, whatever shape the server uses.
+
+    Handles OpenAI and Anthropic (``{"error": {"type", "message"}}``), FastAPI
+    (``{"detail": ...}``) and plain-text bodies. Call after ``response.read()``.
+    """
+    try:
+        body = response.json()
+    except ValueError:
+        text = response.text.strip()
+        return text[:limit] if text else "(empty body)"
+    if isinstance(body, dict):
+        err = body.get("error")
+        if isinstance(err, dict) and err.get("message"):
+            kind = err.get("type") or err.get("code")
+            return str(err["message"])[:limit] + (f" ({kind})" if kind else "")
+        for key in ("error", "detail", "message"):
+            value = body.get(key)
+            if isinstance(value, str) and value:
+                return value[:limit]
+            if value:  # FastAPI validation errors: a list of {"loc", "msg", ...}
+                return json.dumps(value)[:limit]
+    return json.dumps(body)[:limit]
+
+
+def transport_message(exc: httpx.HTTPError, *, what: str, url: str, timeout: float) -> str:
+    """A sentence for an httpx error that happened before or while reading a response."""
+    if isinstance(exc, httpx.ConnectTimeout):
+        return (
+            f"cannot reach {what} at {url}: no answer to the connection within "
+            f"{min(timeout, CONNECT_TIMEOUT_S):g} s"
+        )
+    if isinstance(exc, httpx.ConnectError):
+        return f"cannot reach {what} at {url}: is the server running? ({exc})"
+    if isinstance(exc, httpx.ReadTimeout):
+        return (
+            f"{what} at {url} sent nothing for {timeout:g} s (request_timeout); the server is "
+            "stalled or overloaded"
+        )
+    if isinstance(exc, httpx.TimeoutException):
+        return f"request to {what} at {url} timed out after {timeout:g} s"
+    if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)):
+        return f"{what} at {url} closed the connection mid-answer: {exc}"
+    return f"request to {what} at {url} failed: {type(exc).__name__}: {exc}"
+
+
+@dataclass
+class SSEEvent:
+    event: str  # "message" when the server sent no `event:` line
+    data: str
+
+
+def sse_events(response: httpx.Response) -> Iterator[SSEEvent]:
+    """Server-sent events from a streaming response, framed as the HTML spec says: `event:` and
+    `data:` lines accumulate until a blank line; several `data:` lines join with newlines;
+    lines starting with ':' are comments (keep-alives)."""
+    event = ""
+    data: list[str] = []
+    for line in response.iter_lines():
+        if not line:
+            if data:
+                yield SSEEvent(event or "message", "\n".join(data))
+            event, data = "", []
+            continue
+        if line.startswith(":"):
+            continue
+        field, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if field == "event":
+            event = value
+        elif field == "data":
+            data.append(value)
+        # `id:` and `retry:` matter only for reconnecting, which a one-shot answer never does.
+    if data:  # a stream that ends without the final blank line
+        yield SSEEvent(event or "message", "\n".join(data))
