@@ -67,15 +67,34 @@ class Splitter:
             return bisect_left(starts, b) - bisect_left(starts, a)
 
         headings = sorted(page.headings)
-        # sections: heading boundaries are hard breaks so a chunk belongs to one heading
-        cuts = [0] + [off for off, _ in headings if 0 < off < len(text)] + [len(text)]
+        # Sections start at the line of their heading (a Markdown heading's offset points past
+        # its '#' marks, which would otherwise be left at the end of the previous section).
+        cuts = sorted({0, len(text)} | {text.rfind("\n", 0, off) + 1 for off, _ in headings
+                                         if 0 < off < len(text)})
+        sections = [(a, b) for a, b in zip(cuts, cuts[1:], strict=False) if text[a:b].strip()]
         chunks: list[Chunk] = []
-        for a, b in zip(cuts, cuts[1:], strict=False):
-            heading = _heading_at(headings, a)
-            for s, e in self._pack(self._segments(text, a, b, starts, ntok), ntok):
+        for group in self._merge_small(sections, ntok):
+            segs = [seg for a, b in group for seg in self._segments(text, a, b, starts, ntok)]
+            for s, e in self._pack(segs, ntok):
                 chunks.append(Chunk(text=text[s:e], source=source, page=page.page, start=s,
-                                    end=e, heading=heading))
+                                    end=e, heading=_main_heading(headings, group, s, e)))
         return chunks
+
+    def _merge_small(self, sections: list[tuple[int, int]], ntok) -> list[list[tuple[int, int]]]:
+        """Group consecutive sections so that a heading is a chunk boundary unless the chunk
+        before it would be tiny: a title alone, or a heading with one line under it, makes a
+        passage that wastes a retrieval slot and tells the reader nothing."""
+        small = max(16, self.chunk_tokens // 4)
+        groups: list[list[tuple[int, int]]] = []
+        for sec in sections:
+            if groups:
+                last = groups[-1]
+                size = ntok(last[0][0], last[-1][1])
+                if size < small and ntok(last[0][0], sec[1]) <= self.chunk_tokens:
+                    last.append(sec)
+                    continue
+            groups.append([sec])
+        return groups
 
     def _segments(self, text: str, a: int, b: int, starts: list[int], ntok) -> list[_Seg]:
         """Atomic pieces of [a, b), each within the token budget."""
@@ -157,6 +176,15 @@ def _spans(text: str, a: int, b: int, sep: re.Pattern[str]) -> list[tuple[int, i
         if e > s:
             trimmed.append((s, e))
     return trimmed
+
+
+def _main_heading(headings: list[tuple[int, str]], group: list[tuple[int, int]], s: int,
+                  e: int) -> str | None:
+    """The heading(s) of the sections the chunk covers, joined when small ones were merged."""
+    # sections begin at their heading's line, so a section's heading lies inside [a, b)
+    names = [_heading_at(headings, b - 1) for a, b in group if a < e and s < b]
+    names = [n for i, n in enumerate(names) if n and n not in names[:i]]
+    return " / ".join(names) if names else None
 
 
 def _heading_at(headings: list[tuple[int, str]], pos: int) -> str | None:

@@ -1,4 +1,4 @@
-"""Regenerate the sample PDF and DOCX and docs/sample_questions.md, then check every sample with the loaders.
+"""Regenerate the sample PDF and DOCX and the answer key, then check every sample with the loaders.
 
     .venv/bin/python scripts/make_samples.py
 
@@ -8,9 +8,10 @@ and the DOCX are built here so they can be changed as text and rebuilt byte for 
 original writing about one fictional harbour town, Port Alder, so demo questions have concrete
 answers (names, dates, numbers) on known pages.
 
-docs/sample_questions.md is generated from `QUESTIONS` below. The check after writing loads every sample
-with `ingest.loaders.load_file` and fails unless each question's evidence is found on exactly
-the file and page it names and nowhere else, so the answer key cannot drift from the documents.
+The answer key, docs/sample_questions.md, is generated from `QUESTIONS` below. The check
+after writing loads every sample with `ingest.loaders.load_file` and fails unless each
+question's evidence is found on exactly the file and page it names and nowhere else, so the
+answer key cannot drift from the documents.
 """
 
 from __future__ import annotations
@@ -419,7 +420,7 @@ def main() -> int:
     for problem in problems:
         print(f"sample_docs check failed: {problem}", file=sys.stderr)
     if not problems:
-        print(f"wrote {PDF_NAME}, {DOCX_NAME}, docs/sample_questions.md; all samples load and match the key")
+        print(f"wrote {PDF_NAME}, {DOCX_NAME}, {KEY.name}; all samples load and match the key")
     return 1 if problems else 0
 
 

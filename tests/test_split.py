@@ -40,10 +40,25 @@ def test_run_on_text_without_separators_is_cut_by_tokens(embedder):
 
 
 def test_pages_and_headings_are_boundaries(embedder):
-    p1 = "# Intro\nThe lighthouse was built in 1871.\n\n# Keepers\nEdmund Vale kept it."
-    pages = [Page(p1, page=1, headings=[(0, "Intro"), (p1.index("# Keepers"), "Keepers")]),
+    intro = "The lighthouse was built in 1871. " * 12
+    keepers = "Edmund Vale kept it for thirty years. " * 12
+    p1 = f"# Intro\n{intro}\n\n# Keepers\n{keepers}"
+    pages = [Page(p1, page=1, headings=[(2, "Intro"), (p1.index("# Keepers") + 2, "Keepers")]),
              Page("Second page text about the fog horn.", page=2),
              Page("   ", page=3)]
     chunks = _splitter(embedder, tokens=200).split(pages, "d.pdf")
     assert [(c.page, c.heading) for c in chunks] == [(1, "Intro"), (1, "Keepers"), (2, None)]
     assert "1871" in chunks[0].text and "Edmund" not in chunks[0].text
+    # the section starts at its heading's line: no stray '#' left behind in the chunk before
+    assert chunks[0].text.startswith("# Intro") and not chunks[0].text.endswith("#")
+    assert chunks[1].text.startswith("# Keepers")
+
+
+def test_a_tiny_section_joins_the_next_instead_of_being_a_chunk(embedder):
+    body = "Marta Okonkwo started the business in 2011. " * 8
+    text = f"Staff Handbook\n2025 edition\n\nWelcome\n\n{body}"
+    page = Page(text, page=1, headings=[(0, "Staff Handbook"), (text.index("Welcome"), "Welcome")])
+    chunks = _splitter(embedder, tokens=200).split([page], "h.pdf")
+    assert len(chunks) == 1
+    assert chunks[0].text.startswith("Staff Handbook") and "2011" in chunks[0].text
+    assert chunks[0].heading == "Staff Handbook / Welcome"
