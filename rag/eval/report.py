@@ -106,6 +106,8 @@ def markdown(result: EvalResult) -> str:
                  ("answer in the passages read (%)", _fmt(s["answer_in_context"])),
                  ("EM when the answer was read (%)", _fmt(s["em_when_in_context"])),
                  ("declined answerable (%)", _fmt(s["false_refusals"])),
+                 ("withheld as unsupported (%)", _fmt(s["withheld"])),
+                 ("EM had nothing been withheld (%)", _fmt(s["em_without_withholding"])),
                  ("declined unanswerable (%)", _fmt(s["refusal_accuracy"])),
                  ("answer latency p50 / p95 (s)",
                   f"{_fmt(s['latency_s']['p50'])} / {_fmt(s['latency_s']['p95'])}"),

@@ -36,15 +36,34 @@ RECALL_KS = (1, 3, 5, 8, 10)  # 1/5/10 are the contract; 3 and 8 are the sweep's
 _INDEX_KEYS = ("embedder", "chunk_tokens", "chunk_overlap")
 
 
+def _ingest_code_digest() -> str:
+    """A hash of the document side's source (loaders, splitter, pipeline).
+
+    Ingestion is incremental by file content, so an index built before the splitter changed
+    would keep its old chunks; keying on the code gives a changed splitter a fresh index.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("ingest")
+    if spec is None or not spec.submodule_search_locations:
+        return "none"
+    h = hashlib.sha256()
+    for root in spec.submodule_search_locations:
+        for path in sorted(Path(root).rglob("*.py")):
+            h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def eval_index_dir(settings: Settings, docs: str | Path) -> Path:
     """The cached index for a docs folder under these chunking settings.
 
     Only what changes the stored chunks is in the key (folder, embedder, chunk size and
-    overlap); retrieval mode, k and reranking are decided at question time and share it.
+    overlap, the ingest code); retrieval mode, k and reranking are decided at question time
+    and share it.
     """
     docs = Path(docs).resolve()
-    key = json.dumps({"docs": str(docs), **{k: getattr(settings, k) for k in _INDEX_KEYS}},
-                     sort_keys=True)
+    key = json.dumps({"docs": str(docs), "code": _ingest_code_digest(),
+                      **{k: getattr(settings, k) for k in _INDEX_KEYS}}, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     return settings.cache_dir / "eval-indexes" / f"{docs.name}-{digest}"
 
@@ -105,6 +124,10 @@ class Record:
     answer: str | None = None  # the model's reply (None in a retrieval-only run)
     short_answer: str | None = None  # what is scored
     refused: bool | None = None
+    # numbers/names of a withheld draft that no passage contains (rag.grounding), and the draft
+    withheld: list[str] = field(default_factory=list)
+    draft: str | None = None
+    em_draft: float | None = None  # EM the draft would have scored had it not been withheld
     cited: list[int] = field(default_factory=list)  # passage numbers the answer cites
     citation_hit: bool | None = None  # a cited passage holds a reference
     in_context: bool | None = None  # some passage the model read holds a reference
@@ -189,6 +212,9 @@ def _score(record: Record, answer: Any, q: SquadQuestion, reused: bool) -> None:
     record.answer = answer.text
     record.short_answer = short_answer(answer.text)
     record.refused = answer.refused
+    record.withheld = list(getattr(answer, "unsupported", []) or [])
+    if record.withheld:
+        record.draft = answer.draft
     passages = answer.passages
     record.cited = cited_numbers(answer.text, len(passages))
     if q.answerable:
@@ -198,6 +224,8 @@ def _score(record: Record, answer: Any, q: SquadQuestion, reused: bool) -> None:
     # unanswerable: the reference is "" and a refusal's short answer is "" (SQuAD v2.0)
     record.em = best(exact_match, record.short_answer, q.answers)
     record.f1 = best(f1, record.short_answer, q.answers)
+    record.em_draft = (best(exact_match, short_answer(record.draft), q.answers)
+                       if record.draft is not None else record.em)
 
 
 def _running(records: Sequence[Record]) -> dict[str, str]:
@@ -245,6 +273,9 @@ def summarize(records: Sequence[Record], generated: bool = True) -> dict[str, An
         "answer_in_context": _pct([bool(r.in_context) for r in ans]),
         "em_when_in_context": _pct([r.em for r in ans if r.in_context]),
         "false_refusals": _pct([bool(r.refused) for r in ans]),
+        # the grounding check's cost (or gain): answers withheld, and EM had none been
+        "withheld": _pct([bool(r.withheld) for r in ans]),
+        "em_without_withholding": _pct([r.em_draft for r in ans]),
         "refusal_accuracy": _pct([bool(r.refused) for r in unans]),
         "prompt_tokens_mean": (round(sum(r.timings.get("prompt_tokens", 0) for r in records)
                                      / len(records), 1) if records else None),
