@@ -290,7 +290,7 @@ def apply_adapter(generator: Any, adapter_dir: str | Path) -> None:
 
     peft inserts the LoRA layers into the model object in place, so the generator keeps
     calling the same object. The adapter is not merged into the weights: adding a small delta
-    to bf16 weights would round much of it away.
+    to bf16 weights would round much of it away; kept apart, its output is added instead.
     """
     from peft import PeftModel
 
@@ -305,6 +305,13 @@ def apply_adapter(generator: Any, adapter_dir: str | Path) -> None:
         raise ValueError(f"the adapter in {adapter_dir} was trained on {Path(trained).name}, "
                          f"not on {generator.path.name}: pass --model {info.get('base_model')}")
     PeftModel.from_pretrained(model, str(adapter_dir)).eval()
+    # peft keeps the adapter in float32, so every projection casts its input up and back: +40 %
+    # prefill time for the 0.5B model on CPU; in the model's dtype the adapter costs about 6 %
+    dtype = getattr(generator, "dtype", None)
+    if dtype is not None:
+        for name, param in model.named_parameters():
+            if "lora_" in name:
+                param.data = param.data.to(dtype)
 
 
 # -- command line -------------------------------------------------------------------------
