@@ -125,7 +125,7 @@ def test_cache_index_key_is_the_chunking_not_the_question_time_options(tmp_path)
     assert base.parent == tmp_path / "eval-indexes" and base.name.startswith("docs-")
     assert eval_index_dir(s.replace(top_k=8, retrieval="bm25", rerank="mpnet", rrf_k=10),
                           tmp_path / "docs") == base
-    for change in ({"chunk_tokens": 128}, {"chunk_overlap": 0}, {"embedder": "mpnet"}):
+    for change in ({"chunk_tokens": 128}, {"chunk_overlap": 16}, {"embedder": "mpnet"}):
         assert eval_index_dir(s.replace(**change), tmp_path / "docs") != base
     assert eval_index_dir(s, tmp_path / "other" / "docs") != base
 
