@@ -22,7 +22,7 @@ from rag.generate.base import (
     Generator,
     Message,
     StopFilter,
-    check_messages,
+    check_request,
     redact,
 )
 
@@ -114,11 +114,9 @@ class AnthropicGenerator(Generator):
         temperature: float = 0.0,
         stop: list[str] | None = None,
     ) -> Iterator[str]:
-        if max_new_tokens < 1:
-            raise GenerationError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
         if not 0 <= temperature <= 1:
             raise GenerationError(f"the Anthropic API takes temperature 0..1, got {temperature}")
-        system, turns = split_system(check_messages(messages))
+        system, turns = split_system(check_request(messages, max_new_tokens))
         key = self._api_key()
         body: dict[str, Any] = {
             "model": self.model,

@@ -88,6 +88,13 @@ def check_messages(messages: Sequence[Message]) -> list[Message]:
     return out
 
 
+def check_request(messages: Sequence[Message], max_new_tokens: int) -> list[Message]:
+    """The checks every backend makes before it sends or loads anything."""
+    if max_new_tokens < 1:
+        raise GenerationError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+    return check_messages(messages)
+
+
 class StopFilter:
     """Cut a stream of text pieces at the first stop string, even one split across pieces.
 

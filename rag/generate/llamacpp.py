@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from rag.generate.base import GenerationError, Generator, Message, StopFilter, check_messages
+from rag.generate.base import GenerationError, Generator, Message, StopFilter, check_request
 from rag.models import ModelError, Progress, resolve_gguf
 
 # The default source build of llama-cpp-python segfaults on CPUs with AMX (DESIGN.md section 1);
@@ -103,9 +103,7 @@ class LlamaCppGenerator(Generator):
         temperature: float = 0.0,
         stop: list[str] | None = None,
     ) -> Iterator[str]:
-        if max_new_tokens < 1:
-            raise GenerationError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
-        messages = check_messages(messages)
+        messages = check_request(messages, max_new_tokens)
         self.warm_up()
         return self._stream(messages, max_new_tokens, temperature, stop)
 

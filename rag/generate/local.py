@@ -21,6 +21,7 @@ from rag.generate.base import (
     Message,
     StopFilter,
     check_messages,
+    check_request,
 )
 from rag.models import ModelError, Progress, resolve_generator
 
@@ -174,11 +175,9 @@ class LocalGenerator(Generator):
         temperature: float = 0.0,
         stop: list[str] | None = None,
     ) -> Iterator[str]:
-        if max_new_tokens < 1:
-            raise GenerationError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
         if temperature < 0:
             raise GenerationError(f"temperature must be >= 0, got {temperature}")
-        messages = check_messages(messages)  # before loading: a bad call should fail at once
+        messages = check_request(messages, max_new_tokens)  # fail before loading the model
         self.warm_up()
         enc = self.encode_chat(messages)
         prompt_tokens = int(enc["input_ids"].shape[1])

@@ -21,7 +21,7 @@ from rag.generate.base import (
     Generator,
     Message,
     StopFilter,
-    check_messages,
+    check_request,
     estimate_tokens,
     redact,
 )
@@ -79,9 +79,7 @@ class OpenAIGenerator(Generator):
         temperature: float = 0.0,
         stop: list[str] | None = None,
     ) -> Iterator[str]:
-        if max_new_tokens < 1:
-            raise GenerationError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
-        messages = check_messages(messages)
+        messages = check_request(messages, max_new_tokens)
         key = self._api_key()
         body: dict[str, Any] = {
             "model": self.model,
