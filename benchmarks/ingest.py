@@ -325,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     out = {
         "model_load_excluded": True,
         "model_load_s": {"seed": round(seed_load, 2), "ours": round(ours_load, 2)},
-        "embedder": {"path": str(model_path), "dtype": str(ours_emb.dtype).replace("torch.", ""),
+        "embedder": {"path": str(model_path), "precision": ours_emb.precision,
                      "max_tokens": max_tokens},
         "folders": [{**asdict(r), "seed_rate": r.rate(r.seed), "ours_rate": r.rate(r.ours),
                      "ratio": round(r.ratio, 2)} for r in results],
@@ -336,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(out, indent=2))
         return 0
     print(f"model load (excluded from the rates): seed {seed_load:.1f} s, ours {ours_load:.1f} s"
-          f" ({out['embedder']['dtype']})")
+          f" ({out['embedder']['precision']})")
     for r in results:
         print(f"\n{r.folder}: {r.files} files, {r.pdf_pages} PDF pages, {r.text_mb:.2f} MB text")
         for name, res in (("seed", r.seed), ("ours", r.ours)):

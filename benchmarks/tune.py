@@ -104,7 +104,8 @@ def retrieval_stage(args: argparse.Namespace, base: Settings, questions: list, o
     rerankers = _words(args.rerank)
     mpnet = None
     if "mpnet" in rerankers:
-        mpnet = CachedEmbedder(Embedder("mpnet", base.cache_dir, base.device, base.embed_batch))
+        mpnet = CachedEmbedder(Embedder("mpnet", base.cache_dir, base.device, base.embed_batch,
+                                          base.embed_backend))
         try:
             mpnet.warm_up()  # now, not after an hour of other runs
         except ModelError as exc:

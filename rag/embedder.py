@@ -14,16 +14,19 @@ class Embedder:
     """Wraps a sentence-transformers model; heavy loading happens in `warm_up()`."""
 
     def __init__(self, model: str = "minilm", cache_dir: Path | None = None,
-                 device: str = "auto", batch_size: int = 32) -> None:
+                 device: str = "auto", batch_size: int = 0, backend: str = "auto") -> None:
         self.model_name = model
         self.cache_dir = cache_dir or Settings().cache_dir
         self.device_setting = device
         self.batch_size = batch_size
+        self.backend_setting = backend
         self._model = None
+        self._ov = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Embedder:
-        return cls(settings.embedder, settings.cache_dir, settings.device, settings.embed_batch)
+        return cls(settings.embedder, settings.cache_dir, settings.device, settings.embed_batch,
+                   settings.embed_backend)
 
     def warm_up(self) -> None:
         if self._model is not None:
@@ -37,12 +40,30 @@ class Embedder:
         path = resolve_embedder(self.model_name, self.cache_dir)
         self.path = path
         device = pick_device(self.device_setting)
-        dtype = pick_dtype(device)
+        backend = _pick_backend(self.backend_setting, device)
+        # with OpenVINO, torch only tokenizes and pools: keep its copy in float32 to convert from
+        dtype = torch.float32 if backend == "openvino" else pick_dtype(device)
         kwargs = {"dtype": dtype} if dtype != torch.float32 else {}
-        self._model = SentenceTransformer(str(path), device=device, model_kwargs=kwargs,
-                                          local_files_only=True)
+        model = SentenceTransformer(str(path), device=device, model_kwargs=kwargs,
+                                    local_files_only=True)
+        if backend == "openvino":
+            from rag.openvino_encoder import OpenVINOEncoder
+
+            self._ov = OpenVINOEncoder(model, path, self.cache_dir)
+        self._model = model
+        self.backend = backend
         self.dtype = dtype
         self.device = device
+        if not self.batch_size:
+            self.batch_size = 64 if device.startswith("cuda") else 8
+
+    @property
+    def precision(self) -> str:
+        """What runs the model, for reports: "openvino", "torch bfloat16", ..."""
+        self.warm_up()
+        if self.backend == "openvino":
+            return self._ov.precision
+        return f"torch {str(self.dtype).replace('torch.', '')}"
 
     @property
     def model(self):
@@ -85,15 +106,37 @@ class Embedder:
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
         for lo in range(0, len(order), self.batch_size):
             idx = order[lo:lo + self.batch_size]
-            vecs = self.model.encode([texts[i] for i in idx], batch_size=len(idx),
-                                     convert_to_numpy=True, normalize_embeddings=True,
-                                     show_progress_bar=False)
-            out[idx] = vecs.astype(np.float32, copy=False)
+            out[idx] = self._encode([texts[i] for i in idx])
             if progress:
                 progress(len(idx))
         return out
 
     def embed_query(self, text: str) -> np.ndarray:
-        vec = self.model.encode([text], convert_to_numpy=True, normalize_embeddings=True,
-                                show_progress_bar=False)
-        return vec[0].astype(np.float32, copy=False)
+        return self._encode([text])[0]
+
+    def _encode(self, texts: Sequence[str]) -> np.ndarray:
+        model = self.model
+        if self._ov is not None:
+            return self._ov.encode(texts)
+        vecs = model.encode(list(texts), batch_size=len(texts), convert_to_numpy=True,
+                            normalize_embeddings=True, show_progress_bar=False)
+        return vecs.astype(np.float32, copy=False)
+
+
+def _pick_backend(setting: str, device: str) -> str:
+    """"auto" takes OpenVINO on CPU when it is installed; torch on CUDA or without it."""
+    from rag.openvino_encoder import openvino_available
+
+    setting = (setting or "auto").strip().lower()
+    if setting not in ("auto", "torch", "openvino"):
+        raise ValueError(f"embed_backend must be auto, torch or openvino, not {setting!r}")
+    if setting == "openvino":
+        if not device.startswith("cpu"):
+            raise ValueError(f"embed_backend 'openvino' runs on the CPU, but device is {device!r}")
+        if not openvino_available():
+            raise ValueError("embed_backend is 'openvino' but the openvino package is not "
+                             "installed: pip install openvino")
+        return setting
+    if setting == "auto":
+        return "openvino" if device.startswith("cpu") and openvino_available() else "torch"
+    return setting

@@ -53,6 +53,7 @@ def make_reranker(settings: Settings) -> Reranker | None:
     if name in ("", "none"):
         return None
     if name == "mpnet":
-        emb = Embedder("mpnet", settings.cache_dir, settings.device, settings.embed_batch)
+        emb = Embedder("mpnet", settings.cache_dir, settings.device, settings.embed_batch,
+                       settings.embed_backend)
         return EmbedderReranker(emb, rrf_k=settings.rrf_k)
     raise ValueError(f"unknown reranker {name!r}: use one of {', '.join(RERANKERS)}")
