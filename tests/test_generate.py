@@ -71,6 +71,33 @@ def test_local_streams_pieces_and_fills_stats(
     assert abs(tiny.count_tokens(text) - stats["completion_tokens"]) <= 3
 
 
+def test_local_prefix_cache_keeps_the_greedy_answer() -> None:
+    """The shared opening (system rules) is prefilled once and reused, and the greedy text is
+    what a full prefill gives.
+
+    Both run in float32: in bf16 the split prefill rounds differently (logits differ by ~0.5)
+    and the 135M model's greedy choice can flip; in float32 they agree to ~1e-4.
+    """
+    fast = LocalGenerator("tiny")
+    plain = LocalGenerator("tiny", reuse_prefix=False)
+    for gen in (fast, plain):
+        gen.warm_up()
+        gen._model.float()
+    system = {"role": "system", "content": "You copy facts from the passage. The passage is "
+              "the only source you may use, and you answer in a few words."}
+    questions = ["Passage: The Forth Bridge opened on 4 March 1890 in Scotland.\n"
+                 "Question: When did the Forth Bridge open?",
+                 "Passage: The bridge is 2,528.7 metres long and painted red.\n"
+                 "Question: What colour is the bridge?"]
+    for q in questions:
+        messages = [system, {"role": "user", "content": q}]
+        answer = fast.generate(messages, max_new_tokens=24)
+        assert answer == plain.generate(messages, max_new_tokens=24)
+        assert answer.strip()
+    # the second question reused the first one's opening
+    assert (fast.prefix_cache.hits, fast.prefix_cache.misses) == (1, 1)
+
+
 def test_local_honours_max_new_tokens(tiny: LocalGenerator) -> None:
     text = tiny.generate(DAYS, max_new_tokens=4)
     assert tiny.last_stats["completion_tokens"] == 4

@@ -23,6 +23,7 @@ from rag.generate.base import (
     check_messages,
     check_request,
 )
+from rag.generate.prefix_cache import MIN_PREFIX_TOKENS, PrefixCache, shared_prefix_length
 from rag.models import ModelError, Progress, resolve_generator
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ class LocalGenerator(Generator):
         cache_dir: Path | None = None,
         device: str = "auto",
         progress: Progress | None = None,
+        reuse_prefix: bool = True,
     ) -> None:
         super().__init__()
         if cache_dir is None:
@@ -55,6 +57,7 @@ class LocalGenerator(Generator):
         self.cache_dir = Path(cache_dir)
         self.device_setting = device
         self.progress = progress
+        self.prefix_cache = PrefixCache() if reuse_prefix else None
         self.path: Path | None = None
         self.device: str | None = None
         self.dtype: Any = None
@@ -165,6 +168,17 @@ class LocalGenerator(Generator):
             enc = tok(text + "Assistant:", return_tensors="pt")
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
+    def _opening_length(self, messages: list[Message], input_ids: Any) -> int:
+        """Tokens at the start of the prompt that depend only on the system message."""
+        tok = self.tokenizer
+        if not tok.chat_template or messages[0]["role"] != "system":
+            return 0
+        opening = tok.apply_chat_template([messages[0], {"role": "user", "content": ""}],
+                                          add_generation_prompt=False)
+        if isinstance(opening, dict) or hasattr(opening, "keys"):
+            opening = opening["input_ids"]
+        return shared_prefix_length(input_ids[0].tolist(), list(opening))
+
     # ------------------------------------------------------------------ generation
 
     def stream(
@@ -188,7 +202,8 @@ class LocalGenerator(Generator):
             )
         # Shorten the answer rather than fail when the prompt leaves less room than asked for.
         max_new_tokens = min(max_new_tokens, self.context_window - prompt_tokens)
-        return self._stream(enc, prompt_tokens, max_new_tokens, temperature, stop)
+        opening = self._opening_length(messages, enc["input_ids"])
+        return self._stream(enc, prompt_tokens, max_new_tokens, temperature, stop, opening)
 
     def _stream(
         self,
@@ -197,6 +212,7 @@ class LocalGenerator(Generator):
         max_new_tokens: int,
         temperature: float,
         stop: list[str] | None,
+        opening: int = 0,
     ) -> Iterator[str]:
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
@@ -250,6 +266,9 @@ class LocalGenerator(Generator):
                 with self._generate_lock, torch.inference_mode():
                     if cancel.is_set():  # the consumer gave up while we waited for the lock
                         return
+                    if self.prefix_cache is not None and opening >= MIN_PREFIX_TOKENS:
+                        kwargs["past_key_values"] = self.prefix_cache.cache_for(
+                            self.model, kwargs["input_ids"][0, :opening])
                     out = self.model.generate(**kwargs)
                 outcome["completion_tokens"] = int(out.shape[1]) - prompt_tokens
             except BaseException as exc:  # noqa: BLE001 - reported to the consumer, not lost
