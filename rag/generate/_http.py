@@ -1,12 +1,17 @@
-"""HTTP pieces the API backends share: timeouts, error bodies, transport errors and SSE framing."""
+"""HTTP pieces the API backends share: timeouts, error bodies, transport errors, SSE framing
+and the streaming request loop itself."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any, NoReturn
 
 import httpx
+
+from rag.generate.base import GenerationError, StopFilter, redact
 
 # A local or LAN server accepts a connection at once; waiting the full request timeout (minutes)
 # for a connect only delays the "is the server running?" message.
@@ -96,3 +101,56 @@ def sse_events(response: httpx.Response) -> Iterator[SSEEvent]:
         # `id:` and `retry:` matter only for reconnecting, which a one-shot answer never does.
     if data:  # a stream that ends without the final blank line
         yield SSEEvent(event or "message", "\n".join(data))
+
+
+def fail(message: str, key: str | None, exc: BaseException | None = None) -> NoReturn:
+    """Raise a GenerationError with the key masked: servers echo a rejected key back in the
+    error body, and that text ends up on screen and in logs."""
+    raise GenerationError(redact(message, key)) from exc
+
+
+def stream_answer(
+    *,
+    url: str,
+    body: dict[str, Any],
+    headers: dict[str, str],
+    key: str | None,
+    timeout: float,
+    what: str,
+    stops: list[str],
+    stats: dict[str, Any],
+    status_message: Callable[[httpx.Response], str],
+    pieces: Callable[[httpx.Response], Iterator[str]],
+) -> Iterator[str]:
+    """POST `body` and yield the answer text as it streams in, cut at the first stop string.
+
+    The backend supplies only what its wire format decides: `status_message` words an HTTP
+    error (the body is already read), `pieces` pulls text deltas out of a 2xx response and
+    raises through `fail` on a bad or truncated stream. Everything raised here goes through
+    `fail`, so `key` never reaches the caller. Sets `stats["ttft_s"]` and `stats["total_s"]`.
+    """
+    started = time.monotonic()
+    stop_filter = StopFilter(stops)
+    try:
+        with (
+            httpx.Client(timeout=http_timeout(timeout)) as client,
+            client.stream("POST", url, json=body, headers=headers) as response,
+        ):
+            if response.status_code >= 400:
+                response.read()
+                fail(status_message(response), key)
+            for piece in pieces(response):
+                text = stop_filter.feed(piece)
+                if text:
+                    if stats["ttft_s"] is None:
+                        stats["ttft_s"] = time.monotonic() - started
+                    yield text
+                if stop_filter.stopped:
+                    break  # closing the response tells the server to stop generating
+            tail = stop_filter.flush()
+            if tail:
+                yield tail
+    except httpx.HTTPError as exc:
+        fail(transport_message(exc, what=what, url=url, timeout=timeout), key, exc)
+    finally:
+        stats["total_s"] = time.monotonic() - started

@@ -10,20 +10,17 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Iterator
-from typing import Any, NoReturn
+from typing import Any
 
 import httpx
 
-from rag.generate._http import error_detail, http_timeout, sse_events, transport_message
+from rag.generate._http import error_detail, fail, sse_events, stream_answer
 from rag.generate.base import (
     GenerationError,
     Generator,
     Message,
-    StopFilter,
     check_request,
-    redact,
 )
 
 ANTHROPIC_URL = "https://api.anthropic.com"
@@ -135,9 +132,6 @@ class AnthropicGenerator(Generator):
                 body["stop_sequences"] = server_stops
         return self._stream(body, key, stops)
 
-    def _fail(self, message: str, key: str, exc: BaseException | None = None) -> NoReturn:
-        raise GenerationError(redact(message, key)) from exc
-
     def _error_message(self, kind: str | None, detail: str, status: int | None) -> str:
         advice = _ADVICE_BY_TYPE.get(kind or "", "")
         advice = advice.format(env=self.api_key_env, model=self.model)
@@ -161,7 +155,6 @@ class AnthropicGenerator(Generator):
         return message
 
     def _stream(self, body: dict[str, Any], key: str, stops: list[str]) -> Iterator[str]:
-        started = time.monotonic()
         self.last_stats = {
             "prompt_tokens": None,
             "completion_tokens": 0,
@@ -175,31 +168,18 @@ class AnthropicGenerator(Generator):
             "content-type": "application/json",
             "accept": "text/event-stream",
         }
-        stop_filter = StopFilter(stops)
-        try:
-            with (
-                httpx.Client(timeout=http_timeout(self.timeout)) as client,
-                client.stream("POST", self.url, json=body, headers=headers) as response,
-            ):
-                if response.status_code >= 400:
-                    response.read()
-                    self._fail(self._status_message(response), key)
-                for piece in self._pieces(response, key):
-                    text = stop_filter.feed(piece)
-                    if text:
-                        if self.last_stats["ttft_s"] is None:
-                            self.last_stats["ttft_s"] = time.monotonic() - started
-                        yield text
-                    if stop_filter.stopped:
-                        break
-                tail = stop_filter.flush()
-                if tail:
-                    yield tail
-        except httpx.HTTPError as exc:
-            message = transport_message(exc, what=_WHAT, url=self.url, timeout=self.timeout)
-            self._fail(message, key, exc)
-        finally:
-            self.last_stats["total_s"] = time.monotonic() - started
+        yield from stream_answer(
+            url=self.url,
+            body=body,
+            headers=headers,
+            key=key,
+            timeout=self.timeout,
+            what=_WHAT,
+            stops=stops,
+            stats=self.last_stats,
+            status_message=self._status_message,
+            pieces=lambda response: self._pieces(response, key),
+        )
 
     def _pieces(self, response: httpx.Response, key: str) -> Iterator[str]:
         stats = self.last_stats
@@ -209,7 +189,7 @@ class AnthropicGenerator(Generator):
             except ValueError:
                 data = None
             if not isinstance(data, dict):
-                self._fail(f"{_WHAT} sent a malformed {event.event!r} event", key)
+                fail(f"{_WHAT} sent a malformed {event.event!r} event", key)
             kind = data.get("type", event.event)
             if kind == "message_start":
                 usage = (data.get("message") or {}).get("usage") or {}
@@ -234,10 +214,10 @@ class AnthropicGenerator(Generator):
                 detail = str(err.get("message") or json.dumps(data)[:300])
                 etype = err.get("type")
                 detail += f" ({etype})" if etype else ""
-                self._fail(self._error_message(etype, detail, None), key)
+                fail(self._error_message(etype, detail, None), key)
             # ping, content_block_start/stop and event types added later carry no answer text;
             # the docs ask clients to ignore unknown events.
-        self._fail(f"{_WHAT} ended the stream before message_stop; the answer is incomplete", key)
+        fail(f"{_WHAT} ended the stream before message_stop; the answer is incomplete", key)
 
 
 def _input_tokens(usage: dict[str, Any]) -> int | None:

@@ -9,21 +9,18 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Iterator
-from typing import Any, NoReturn
+from typing import Any
 
 import httpx
 
-from rag.generate._http import error_detail, http_timeout, sse_events, transport_message
+from rag.generate._http import error_detail, fail, sse_events, stream_answer
 from rag.generate.base import (
     GenerationError,
     Generator,
     Message,
-    StopFilter,
     check_request,
     estimate_tokens,
-    redact,
 )
 
 OPENAI_URL = "https://api.openai.com/v1"
@@ -95,13 +92,9 @@ class OpenAIGenerator(Generator):
             body["stop"] = stops[:_MAX_SERVER_STOPS]
         return self._stream(body, key, messages, stops)
 
-    def _fail(self, message: str, key: str | None, exc: BaseException | None = None) -> NoReturn:
-        raise GenerationError(redact(message, key)) from exc
-
     def _stream(
         self, body: dict[str, Any], key: str | None, messages: list[Message], stops: list[str]
     ) -> Iterator[str]:
-        started = time.monotonic()
         self.last_stats = {
             "prompt_tokens": sum(estimate_tokens(m["content"]) for m in messages),
             "completion_tokens": 0,
@@ -112,31 +105,18 @@ class OpenAIGenerator(Generator):
         headers = {"content-type": "application/json", "accept": "text/event-stream"}
         if key:
             headers["authorization"] = f"Bearer {key}"
-        stop_filter = StopFilter(stops)
-        try:
-            with (
-                httpx.Client(timeout=http_timeout(self.timeout)) as client,
-                client.stream("POST", self.url, json=body, headers=headers) as response,
-            ):
-                if response.status_code >= 400:
-                    response.read()
-                    self._fail(self._status_message(response), key)
-                for piece in self._pieces(response, key):
-                    text = stop_filter.feed(piece)
-                    if text:
-                        if self.last_stats["ttft_s"] is None:
-                            self.last_stats["ttft_s"] = time.monotonic() - started
-                        yield text
-                    if stop_filter.stopped:
-                        break  # closing the response tells the server to stop generating
-                tail = stop_filter.flush()
-                if tail:
-                    yield tail
-        except httpx.HTTPError as exc:
-            message = transport_message(exc, what=_WHAT, url=self.url, timeout=self.timeout)
-            self._fail(message, key, exc)
-        finally:
-            self.last_stats["total_s"] = time.monotonic() - started
+        yield from stream_answer(
+            url=self.url,
+            body=body,
+            headers=headers,
+            key=key,
+            timeout=self.timeout,
+            what=_WHAT,
+            stops=stops,
+            stats=self.last_stats,
+            status_message=self._status_message,
+            pieces=lambda response: self._pieces(response, key),
+        )
 
     def _status_message(self, response: httpx.Response) -> str:
         status = response.status_code
@@ -164,7 +144,7 @@ class OpenAIGenerator(Generator):
                 data = response.json()
                 content = data["choices"][0]["message"]["content"] or ""
             except (ValueError, KeyError, IndexError, TypeError):
-                self._fail(f"{where} sent an answer that is not a chat completion", key)
+                fail(f"{where} sent an answer that is not a chat completion", key)
             self._usage(data.get("usage"))
             if content:
                 yield content
@@ -178,11 +158,11 @@ class OpenAIGenerator(Generator):
             except ValueError:
                 chunk = None
             if not isinstance(chunk, dict):
-                self._fail(f"{where} sent a malformed event: {event.data[:200]!r}", key)
+                fail(f"{where} sent a malformed event: {event.data[:200]!r}", key)
             if chunk.get("error"):
                 err = chunk["error"]
                 message = err.get("message") if isinstance(err, dict) else str(err)
-                self._fail(f"{where} reported an error mid-answer: {message}", key)
+                fail(f"{where} reported an error mid-answer: {message}", key)
             self._usage(chunk.get("usage"))
             for choice in chunk.get("choices") or []:
                 content = (choice.get("delta") or {}).get("content")
@@ -195,7 +175,7 @@ class OpenAIGenerator(Generator):
         # Some servers (transformers serve) end after the finish_reason chunk without [DONE];
         # ending before either means the answer was cut off.
         if not finished:
-            self._fail(f"{where} ended the stream before the answer was complete", key)
+            fail(f"{where} ended the stream before the answer was complete", key)
 
     def _usage(self, usage: Any) -> None:
         if isinstance(usage, dict) and "completion_tokens" in usage:
