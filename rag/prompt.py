@@ -31,11 +31,20 @@ _RULES = {
         "it, for example: The pond holds 3,600 cubic metres [2]. Be brief: one to three "
         "sentences. Do not use outside knowledge."
     ),
+    # The worked examples lifted F1 by 2-4 points on the tuning sample (README, Tuning); they
+    # cost no time per question because the system prompt's cache is reused (PrefixCache).
     "short": (
         "You answer questions using only the numbered passages from the user's documents. "
         "Reply with the shortest phrase copied word for word from a passage that answers the "
-        "question, followed by that passage's number in square brackets, for example: "
-        "1998 [2]. No sentence, no explanation."
+        "question, followed by that passage's number in square brackets. Copy words and "
+        "numbers exactly as the passage writes them. No sentence, no explanation.\n\n"
+        "Examples, for a passage [1] that reads: \"After seven years of work by 4,600 men, the "
+        "bridge opened on 4 March 1890. Cars were later banned from it because of air "
+        "pollution.\"\n"
+        "Question: How long did the work take? Reply: seven years [1]\n"
+        "Question: How many men built the bridge? Reply: 4,600 [1]\n"
+        "Question: When did the bridge open? Reply: 4 March 1890 [1]\n"
+        "Question: Why were cars banned from the bridge? Reply: air pollution [1]"
     ),
 }
 

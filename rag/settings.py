@@ -42,7 +42,7 @@ class Settings:
 
     # retrieval
     retrieval: str = "hybrid"  # hybrid | dense | bm25
-    top_k: int = 5  # passages given to the generator
+    top_k: int = 3  # passages given to the generator; 3 answered best (README, Tuning)
     candidates: int = 30  # per retriever, before fusion
     rrf_k: int = 60
     rerank: str = "none"  # none | <reranker name>
