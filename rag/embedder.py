@@ -59,7 +59,7 @@ class Embedder:
 
     @property
     def precision(self) -> str:
-        """What runs the model, for reports: "openvino", "torch bfloat16", ..."""
+        """What runs the model, for reports: "openvino bf16", "torch bfloat16", ..."""
         self.warm_up()
         if self.backend == "openvino":
             return self._ov.precision
