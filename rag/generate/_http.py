@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import httpx
 
-from rag.generate.base import GenerationError, StopFilter, redact
+from rag.generate.base import GenerationError, Generator, StopFilter, redact
 
 # A local or LAN server accepts a connection at once; waiting the full request timeout (minutes)
 # for a connect only delays the "is the server running?" message.
@@ -109,48 +109,55 @@ def fail(message: str, key: str | None, exc: BaseException | None = None) -> NoR
     raise GenerationError(redact(message, key)) from exc
 
 
-def stream_answer(
-    *,
-    url: str,
-    body: dict[str, Any],
-    headers: dict[str, str],
-    key: str | None,
-    timeout: float,
-    what: str,
-    stops: list[str],
-    stats: dict[str, Any],
-    status_message: Callable[[httpx.Response], str],
-    pieces: Callable[[httpx.Response], Iterator[str]],
-) -> Iterator[str]:
-    """POST `body` and yield the answer text as it streams in, cut at the first stop string.
+class HTTPGenerator(Generator):
+    """What the API backends share: POST a request, stream the answer back, report errors.
 
-    The backend supplies only what its wire format decides: `status_message` words an HTTP
-    error (the body is already read), `pieces` pulls text deltas out of a 2xx response and
-    raises through `fail` on a bad or truncated stream. Everything raised here goes through
-    `fail`, so `key` never reaches the caller. Sets `stats["ttft_s"]` and `stats["total_s"]`.
+    A subclass supplies `url`, `timeout` and `what` (how errors name the server), sets
+    `last_stats` (with "ttft_s" and "total_s") before calling `_post_stream`, and decides
+    only what its wire format decides: `_status_message` words an HTTP error (the body is
+    already read) and `_pieces` pulls text deltas out of a 2xx response, raising through
+    `fail` on a bad or truncated stream.
     """
-    started = time.monotonic()
-    stop_filter = StopFilter(stops)
-    try:
-        with (
-            httpx.Client(timeout=http_timeout(timeout)) as client,
-            client.stream("POST", url, json=body, headers=headers) as response,
-        ):
-            if response.status_code >= 400:
-                response.read()
-                fail(status_message(response), key)
-            for piece in pieces(response):
-                text = stop_filter.feed(piece)
-                if text:
-                    if stats["ttft_s"] is None:
-                        stats["ttft_s"] = time.monotonic() - started
-                    yield text
-                if stop_filter.stopped:
-                    break  # closing the response tells the server to stop generating
-            tail = stop_filter.flush()
-            if tail:
-                yield tail
-    except httpx.HTTPError as exc:
-        fail(transport_message(exc, what=what, url=url, timeout=timeout), key, exc)
-    finally:
-        stats["total_s"] = time.monotonic() - started
+
+    url: str
+    timeout: float
+    what: str
+
+    def _status_message(self, response: httpx.Response) -> str:
+        raise NotImplementedError
+
+    def _pieces(self, response: httpx.Response, key: str | None) -> Iterator[str]:
+        raise NotImplementedError
+
+    def _post_stream(self, body: dict[str, Any], headers: dict[str, str], key: str | None,
+                     stops: list[str]) -> Iterator[str]:
+        """POST `body` and yield the answer text as it streams in, cut at the first stop
+        string. Everything raised here goes through `fail`, so `key` never reaches the caller.
+        """
+        stats = self.last_stats
+        started = time.monotonic()
+        stop_filter = StopFilter(stops)
+        try:
+            with (
+                httpx.Client(timeout=http_timeout(self.timeout)) as client,
+                client.stream("POST", self.url, json=body, headers=headers) as response,
+            ):
+                if response.status_code >= 400:
+                    response.read()
+                    fail(self._status_message(response), key)
+                for piece in self._pieces(response, key):
+                    text = stop_filter.feed(piece)
+                    if text:
+                        if stats["ttft_s"] is None:
+                            stats["ttft_s"] = time.monotonic() - started
+                        yield text
+                    if stop_filter.stopped:
+                        break  # closing the response tells the server to stop generating
+                tail = stop_filter.flush()
+                if tail:
+                    yield tail
+        except httpx.HTTPError as exc:
+            message = transport_message(exc, what=self.what, url=self.url, timeout=self.timeout)
+            fail(message, key, exc)
+        finally:
+            stats["total_s"] = time.monotonic() - started

@@ -15,10 +15,9 @@ from typing import Any
 
 import httpx
 
-from rag.generate._http import error_detail, fail, sse_events, stream_answer
+from rag.generate._http import HTTPGenerator, error_detail, fail, sse_events
 from rag.generate.base import (
     GenerationError,
-    Generator,
     Message,
     check_request,
 )
@@ -63,8 +62,10 @@ def split_system(messages: list[Message]) -> tuple[str, list[Message]]:
     return system, turns
 
 
-class AnthropicGenerator(Generator):
+class AnthropicGenerator(HTTPGenerator):
     """Streams from POST {base_url}/v1/messages."""
+
+    what = _WHAT
 
     def __init__(
         self,
@@ -168,18 +169,7 @@ class AnthropicGenerator(Generator):
             "content-type": "application/json",
             "accept": "text/event-stream",
         }
-        yield from stream_answer(
-            url=self.url,
-            body=body,
-            headers=headers,
-            key=key,
-            timeout=self.timeout,
-            what=_WHAT,
-            stops=stops,
-            stats=self.last_stats,
-            status_message=self._status_message,
-            pieces=lambda response: self._pieces(response, key),
-        )
+        yield from self._post_stream(body, headers, key, stops)
 
     def _pieces(self, response: httpx.Response, key: str) -> Iterator[str]:
         stats = self.last_stats

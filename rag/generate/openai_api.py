@@ -14,10 +14,9 @@ from typing import Any
 
 import httpx
 
-from rag.generate._http import error_detail, fail, sse_events, stream_answer
+from rag.generate._http import HTTPGenerator, error_detail, fail, sse_events
 from rag.generate.base import (
     GenerationError,
-    Generator,
     Message,
     check_request,
     estimate_tokens,
@@ -29,8 +28,10 @@ _MAX_SERVER_STOPS = 4
 _WHAT = "the OpenAI-compatible server"
 
 
-class OpenAIGenerator(Generator):
+class OpenAIGenerator(HTTPGenerator):
     """Streams from POST {base_url}/chat/completions."""
+
+    what = _WHAT
 
     def __init__(
         self,
@@ -105,18 +106,7 @@ class OpenAIGenerator(Generator):
         headers = {"content-type": "application/json", "accept": "text/event-stream"}
         if key:
             headers["authorization"] = f"Bearer {key}"
-        yield from stream_answer(
-            url=self.url,
-            body=body,
-            headers=headers,
-            key=key,
-            timeout=self.timeout,
-            what=_WHAT,
-            stops=stops,
-            stats=self.last_stats,
-            status_message=self._status_message,
-            pieces=lambda response: self._pieces(response, key),
-        )
+        yield from self._post_stream(body, headers, key, stops)
 
     def _status_message(self, response: httpx.Response) -> str:
         status = response.status_code
