@@ -169,15 +169,14 @@ class LocalGenerator(Generator):
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
     def _opening_length(self, messages: list[Message], input_ids: Any) -> int:
-        """Tokens at the start of the prompt that depend only on the system message."""
+        """Tokens at the start of the prompt that depend only on the system message (0 when
+        the prefix cache is off, so none are reused)."""
         tok = self.tokenizer
-        if not tok.chat_template or messages[0]["role"] != "system":
+        if self.prefix_cache is None or not tok.chat_template or messages[0]["role"] != "system":
             return 0
         opening = tok.apply_chat_template([messages[0], {"role": "user", "content": ""}],
-                                          add_generation_prompt=False)
-        if isinstance(opening, dict) or hasattr(opening, "keys"):
-            opening = opening["input_ids"]
-        return shared_prefix_length(input_ids[0].tolist(), list(opening))
+                                          add_generation_prompt=False, return_dict=True)
+        return shared_prefix_length(input_ids[0].tolist(), list(opening["input_ids"]))
 
     # ------------------------------------------------------------------ generation
 
@@ -266,7 +265,7 @@ class LocalGenerator(Generator):
                 with self._generate_lock, torch.inference_mode():
                     if cancel.is_set():  # the consumer gave up while we waited for the lock
                         return
-                    if self.prefix_cache is not None and opening >= MIN_PREFIX_TOKENS:
+                    if opening >= MIN_PREFIX_TOKENS:
                         kwargs["past_key_values"] = self.prefix_cache.cache_for(
                             self.model, kwargs["input_ids"][0, :opening])
                     out = self.model.generate(**kwargs)
