@@ -13,6 +13,7 @@ query embedding + dense search + BM25 + fusion + fetching the chunks from SQLite
 Generation: the same chain users get (retrieve k passages, prompt, stream), over questions of
 ../shared/data/squad-dev (else docs/sample_questions.md), time to first token and total; k=5
 by default (the latency targets are set for 5 passages), `--k 5 3` adds the product's default.
+`--bf16-decode-baseline` runs each model again with its int8 decode weights off.
 """
 
 from __future__ import annotations
@@ -152,11 +153,16 @@ def bench_generation(args: argparse.Namespace, embedder: Embedder) -> dict:
                                                show_bar=False)
     qs = questions(args.answers, seed=1)
     out = {}
-    for model in args.models:
-        rag = RAG(settings.replace(model=model), embedder=embedder)
+    runs = [(m, True) for m in args.models]
+    if args.bf16_decode_baseline:
+        runs += [(m, False) for m in args.models]
+    for model, int8 in runs:
+        rag = RAG(settings.replace(model=model, int8_decode=int8), embedder=embedder)
         t = time.perf_counter()
         rag.warm_up()
         load_s = time.perf_counter() - t
+        precision = getattr(rag.generator, "precision", None)
+        print(f"  {model}: {precision}, loaded in {load_s:.1f} s", flush=True)
         rag.ask(qs[0])  # first call pays one-off costs (kernel selection, caches)
         for style, k in [(s, k) for k in args.k for s in args.styles]:
             ttft, total, prompt_tokens, out_tokens = [], [], [], []
@@ -166,7 +172,8 @@ def bench_generation(args: argparse.Namespace, embedder: Embedder) -> dict:
                 total.append(a.timings["total_s"])
                 prompt_tokens.append(a.timings.get("prompt_tokens", 0))
                 out_tokens.append(a.timings.get("completion_tokens", 0))
-            name = f"{model}/{style}" + ("" if k == 5 else f"/k={k}")
+            name = (f"{model}/{style}" + ("" if k == 5 else f"/k={k}")
+                    + ("" if int8 else " (bf16 decode)"))
             out[name] = {
                 "load_s": round(load_s, 1),
                 "ttft_p50_s": round(statistics.median(ttft), 2),
@@ -188,6 +195,8 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=["default", "fast"])
     ap.add_argument("--styles", nargs="+", default=["chat", "short"])
     ap.add_argument("--k", type=int, nargs="+", default=[5], help="passages of context")
+    ap.add_argument("--bf16-decode-baseline", action="store_true",
+                    help="also run each model with int8 decode off, for comparison")
     ap.add_argument("--rebuild", action="store_true")
     ap.add_argument("--skip-retrieval", action="store_true")
     ap.add_argument("--skip-generation", action="store_true")

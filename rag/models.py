@@ -255,7 +255,7 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
-def _temp_path(dest: Path, *, directory: bool = False) -> Iterator[Path]:
+def temp_path(dest: Path, *, directory: bool = False) -> Iterator[Path]:
     """A temporary sibling of `dest` that is removed unless the caller renamed it into place."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     prefix = f".{dest.name}.tmp-"
@@ -276,7 +276,7 @@ def _temp_path(dest: Path, *, directory: bool = False) -> Iterator[Path]:
             tmp.unlink(missing_ok=True)
 
 
-def _remove_stale_temps(dest: Path) -> None:
+def remove_stale_temps(dest: Path) -> None:
     """Delete temporaries a killed run left next to `dest` (call only while holding its lock)."""
     for stale in dest.parent.glob(f".{dest.name}.tmp-*"):
         log.info("removing unfinished %s", stale)
@@ -287,7 +287,7 @@ def _remove_stale_temps(dest: Path) -> None:
 
 
 @contextlib.contextmanager
-def _locked(cache_dir: Path, key: str, what: str, progress: Progress | None) -> Iterator[None]:
+def cache_lock(cache_dir: Path, key: str, what: str, progress: Progress | None) -> Iterator[None]:
     """Hold an inter-process lock for `key`; say so if another process has it."""
     from filelock import FileLock, Timeout
 
@@ -327,7 +327,7 @@ def join_parts(
         )
     _say(progress, f"joining {len(parts)} part(s) of {what} into {dest} ({total / 1e6:.0f} MB)")
     digest = hashlib.sha256()
-    with _temp_path(dest) as tmp:
+    with temp_path(dest) as tmp:
         with open(tmp, "wb") as out, _tqdm(total, f"joining {dest.name}") as bar:
             for part in parts:
                 with open(part, "rb") as fh:
@@ -381,10 +381,10 @@ def resolve_gguf(
     # Only a verified file is ever renamed to `dest`, so one of the right size can be trusted.
     if dest.is_file() and dest.stat().st_size == preset.size:
         return dest
-    with _locked(Path(cache_dir), f"gguf-{preset.slug}", what, progress):
+    with cache_lock(Path(cache_dir), f"gguf-{preset.slug}", what, progress):
         if dest.is_file() and dest.stat().st_size == preset.size:
             return dest
-        _remove_stale_temps(dest)
+        remove_stale_temps(dest)
         return join_parts(
             paths, dest, sha256=preset.sha256, size=preset.size, what=what, progress=progress
         )
@@ -427,6 +427,21 @@ def is_converted(name: str, cache_dir: Path) -> bool:
     return _is_complete(converted_dir(name, cache_dir), preset.sha256)
 
 
+def folder_key(folder: Path, *versions: str) -> str:
+    """A cache key that changes when `folder`'s weights or config, or any of `versions`, change.
+
+    Sizes and modification times, not contents: hashing gigabytes on every start costs seconds.
+    """
+    h = hashlib.sha256(str(folder.resolve()).encode())
+    for f in sorted(folder.rglob("*")):
+        if f.suffix in (".safetensors", ".bin", ".json") and f.is_file():
+            st = f.stat()
+            h.update(f"{f.relative_to(folder)}:{st.st_size}:{st.st_mtime_ns}".encode())
+    for v in versions:
+        h.update(v.encode())
+    return f"{folder.name}-{h.hexdigest()[:16]}"
+
+
 def _file_key(path: Path) -> str:
     """Cheap identity of a user's .gguf file (hashing gigabytes on every start costs seconds)."""
     st = path.stat()
@@ -453,7 +468,7 @@ def resolve_generator(
         what = _preset_what(preset)
         # Fail fast, before taking a lock, when the packages are not installed.
         _part_paths(preset.parts, what, preset.requirements)
-        with _locked(cache_dir, out.name, what, progress):
+        with cache_lock(cache_dir, out.name, what, progress):
             if _is_complete(out, preset.sha256):  # another process finished it while we waited
                 return out
             gguf = resolve_gguf(name, cache_dir, progress)
@@ -483,7 +498,7 @@ def resolve_generator(
         if _is_complete(out, None, key):
             return out
         what = f"the model {path.name}"
-        with _locked(cache_dir, out.name, what, progress):
+        with cache_lock(cache_dir, out.name, what, progress):
             if _is_complete(out, None, key):
                 return out
             estimate = "~1 minute per GB of GGUF"
@@ -560,7 +575,7 @@ def _convert(
     from rag.hardware import configure_torch_threads
 
     configure_torch_threads()
-    _remove_stale_temps(out)
+    remove_stale_temps(out)
     if out.exists():
         # No marker: a folder from an older layout or a copy that was cut short. Redo it.
         log.warning("ignoring incomplete converted model %s; converting again", out)
@@ -570,7 +585,7 @@ def _convert(
         f"converting {what} once to bf16 safetensors ({estimate}); later starts take seconds",
     )
     started = time.monotonic()
-    with _temp_path(out, directory=True) as tmp:
+    with temp_path(out, directory=True) as tmp:
         # local_files_only: a local folder never needs the hub, and this guarantees it.
         try:
             src = AutoModelForCausalLM.from_pretrained(
@@ -734,14 +749,14 @@ def _unpack_zipped_embedder(
     if read_marker_any(out):
         return out
     parts = _dist_zip_parts(preset, what)
-    with _locked(cache_dir, f"embedder-{preset.name}", what, progress):
+    with cache_lock(cache_dir, f"embedder-{preset.name}", what, progress):
         if read_marker_any(out):
             return out
-        _remove_stale_temps(out)
-        _remove_stale_temps(out.with_suffix(".zip"))
+        remove_stale_temps(out)
+        remove_stale_temps(out.with_suffix(".zip"))
         if out.exists():
             shutil.rmtree(out)
-        with _temp_path(out.with_suffix(".zip")) as archive, _temp_path(out, directory=True) as tmp:
+        with temp_path(out.with_suffix(".zip")) as archive, temp_path(out, directory=True) as tmp:
             # No upstream hash is pinned for these parts; the zip's own CRCs catch damage.
             join_parts(parts, archive, what=what, progress=progress)
             _say(progress, f"unpacking {what} into {out}")

@@ -7,7 +7,6 @@ model is cached on disk, so only the first load pays the conversion (about 1.5 s
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from rag.hardware import available_cpus, cpu_supports_bf16
+from rag.models import folder_key
 
 
 def openvino_available() -> bool:
@@ -57,7 +57,7 @@ class OpenVINOEncoder:
 
     def _converted(self, ov, core, model_dir: Path, cache_dir: Path) -> Path:
         """The OpenVINO IR of the transformer, converted once and kept under `cache_dir`."""
-        folder = cache_dir / "openvino" / _cache_key(model_dir, ov.__version__)
+        folder = cache_dir / "openvino" / folder_key(model_dir, "openvino " + ov.__version__)
         xml = folder / "model.xml"
         if xml.is_file():
             return xml
@@ -103,13 +103,3 @@ class OpenVINOEncoder:
         norms = np.linalg.norm(vecs, axis=1, keepdims=True)
         return (vecs / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
 
-
-def _cache_key(model_dir: Path, ov_version: str) -> str:
-    """Changes when the weights, the model folder or the OpenVINO version change."""
-    h = hashlib.sha256(str(model_dir.resolve()).encode())
-    for f in sorted(model_dir.rglob("*")):
-        if f.suffix in (".safetensors", ".bin", ".json") and f.is_file():
-            st = f.stat()
-            h.update(f"{f.relative_to(model_dir)}:{st.st_size}:{st.st_mtime_ns}".encode())
-    h.update(ov_version.encode())
-    return f"{model_dir.name}-{h.hexdigest()[:16]}"

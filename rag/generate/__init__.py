@@ -26,7 +26,8 @@ def make_generator(settings: Settings, progress: Progress | None = None) -> Gene
     if backend == "local":
         from rag.generate.local import LocalGenerator
 
-        return LocalGenerator(settings.model, settings.cache_dir, settings.device, progress)
+        return LocalGenerator(settings.model, settings.cache_dir, settings.device, progress,
+                              int8_decode=settings.int8_decode)
     if backend == "llamacpp":
         from rag.generate.llamacpp import LlamaCppGenerator
 

@@ -47,6 +47,7 @@ class LocalGenerator(Generator):
         device: str = "auto",
         progress: Progress | None = None,
         reuse_prefix: bool = True,
+        int8_decode: bool = True,
     ) -> None:
         super().__init__()
         if cache_dir is None:
@@ -58,6 +59,8 @@ class LocalGenerator(Generator):
         self.device_setting = device
         self.progress = progress
         self.prefix_cache = PrefixCache() if reuse_prefix else None
+        self.int8_decode = int8_decode
+        self.precision: str | None = None  # e.g. "bf16, int8 decode", once loaded
         self.path: Path | None = None
         self.device: str | None = None
         self.dtype: Any = None
@@ -125,6 +128,13 @@ class LocalGenerator(Generator):
                 raise GenerationError(f"cannot load the model in {path}: {exc}") from exc
             model.to(device)
             model.eval()
+            self.precision = str(dtype).removeprefix("torch.")
+            if self.int8_decode:
+                from rag.generate import int8_decode
+
+                if int8_decode.supported(device, dtype):
+                    int8_decode.add_int8_decode(model, path, self.cache_dir)
+                    self.precision += ", int8 decode"
             config = model.config
             window = getattr(config, "max_position_embeddings", None)
             if not isinstance(window, int) or window <= 0:
@@ -139,7 +149,7 @@ class LocalGenerator(Generator):
                 "loaded %s on %s (%s) in %.1f s; context window %d",
                 path,
                 device,
-                str(dtype).removeprefix("torch."),
+                self.precision,
                 time.monotonic() - started,
                 self.context_window,
             )
