@@ -13,12 +13,16 @@ from typing import TYPE_CHECKING
 
 from rag.grounding import unsupported_facts
 from rag.prompt import (
+    ECHO_RETRY,
     REFUSAL,
     Message,
     build_prompt,
     cited_numbers,
     condense_messages,
+    echoes_question,
     is_refusal,
+    match_number_forms,
+    short_answer,
 )
 from rag.settings import Settings
 from rag.types import Answer, Passage, Source
@@ -106,10 +110,17 @@ class Chain:
                 yield REFUSAL
                 return
             t_gen = time.perf_counter()
+            replies = self.generator.stream(prompt.messages,
+                                            max_new_tokens=self._max_new(max_new_tokens),
+                                            temperature=self.settings.temperature)
+            if style == "short":
+                # a phrase of a few tokens: it is checked whole (and maybe asked again) before
+                # it is shown, rather than streamed
+                replies = iter([self._short_reply("".join(replies), prompt.messages,
+                                                  standalone, [s.text for s in shown],
+                                                  max_new_tokens)])
             first = True
-            for piece in self.generator.stream(prompt.messages,
-                                               max_new_tokens=self._max_new(max_new_tokens),
-                                               temperature=self.settings.temperature):
+            for piece in replies:
                 if first and piece:
                     timings["ttft_s"] = round(time.perf_counter() - t0, 4)
                     timings["generation_ttft_s"] = round(time.perf_counter() - t_gen, 4)
@@ -144,6 +155,20 @@ class Chain:
                           unsupported=unsupported, draft=draft if unsupported else "")
 
         return AnswerStream(pieces(), finish, question, standalone, shown)
+
+    def _short_reply(self, text: str, messages: list[Message], question: str,
+                     passages: Sequence[str], max_new_tokens: int | None) -> str:
+        """A short-style reply, asked for once more when it only restates the question, with
+        small numbers written as the passages write them."""
+        if echoes_question(short_answer(text), question):
+            retry = [*messages, {"role": "assistant", "content": text.strip()},
+                     {"role": "user", "content": ECHO_RETRY}]
+            again = self.generator.generate(retry, max_new_tokens=self._max_new(max_new_tokens),
+                                            temperature=self.settings.temperature)
+            phrase = short_answer(again)
+            if phrase and not echoes_question(phrase, question):
+                text = again
+        return match_number_forms(text, passages)
 
     def ask(self, question: str, history: Sequence[Message] = (), **kwargs) -> Answer:
         return self.stream(question, history, **kwargs).result()

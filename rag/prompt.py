@@ -48,6 +48,13 @@ _RULES = {
     ),
 }
 
+# Sent after a short reply that only repeats words of the question ("Why do these defections
+# occur?" -> "defections occur"); the 1.5B model did that on 12 of 300 tuning questions, 11 wrong.
+ECHO_RETRY = (
+    "That reply only repeats words of the question. Reply with the phrase from the passages "
+    "that answers the question, followed by its passage number."
+)
+
 _CONDENSE = (
     "Rewrite the user's last question as one standalone question that can be understood "
     "without the conversation: replace pronouns and references such as 'he', 'it' or 'that "
@@ -167,3 +174,46 @@ def short_answer(text: str) -> str:
     out = re.sub(r"^(answer|short answer)\s*:\s*", "", out, flags=re.I)
     out = out.rstrip(".").strip().strip('"“”').strip()
     return "" if is_refusal(out) else out
+
+
+def _stems(text: str) -> set[str]:
+    words = re.findall(r"\w+", text.lower().replace("’", "'"))
+    return {re.sub(r"(?:'s|s|es|ed|ing)$", "", w) for w in words} - {"a", "an", "the"}
+
+
+def echoes_question(answer: str, question: str) -> bool:
+    """True when every word of a short answer is a word of the question (plurals and -ed/-ing
+    forms folded): a reply that restates the question instead of answering it."""
+    said = _stems(answer)
+    return bool(said) and said <= _stems(question)
+
+
+_NUMBER_WORDS = (
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+    "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
+    "nineteen", "twenty",
+)
+
+
+def match_number_forms(text: str, passages: Sequence[str]) -> str:
+    """Write small numbers the way the passages do: "8" becomes "eight" when the passages say
+    "eight" and never "8" (and the other way round).
+
+    Asked to copy numbers exactly, the 1.5B model still turned 4 of 300 tuning answers into the
+    other form; a reader checking the quote against the source expects the source's form.
+    """
+    words = set(re.findall(r"\w+", " ".join(passages).lower()))
+
+    def fix(m: re.Match[str]) -> str:
+        token = m.group(0)
+        low = token.lower()
+        if low in words:
+            return token
+        if token.isdigit() and int(token) < len(_NUMBER_WORDS):
+            word = _NUMBER_WORDS[int(token)]
+            return word if word in words else token
+        if low in _NUMBER_WORDS and str(_NUMBER_WORDS.index(low)) in words:
+            return str(_NUMBER_WORDS.index(low))
+        return token
+
+    return re.sub(r"(?<![\[\w.,])\w+(?![\w\]]|[.,]\d)", fix, text)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from rag.api import RAG
-from rag.prompt import REFUSAL
+from rag.prompt import REFUSAL, build_prompt, echoes_question, short_answer
 from rag.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,6 +76,20 @@ def test_follow_up_is_rewritten_from_the_conversation(rag):
 def test_short_style_gives_a_phrase(rag):
     answer = rag.ask("How many steps lead up to the lantern room of Gannet Rock?", style="short")
     assert "137" in answer.text and len(answer.text) < 40
+
+
+def test_short_reply_that_restates_the_question_is_asked_again(rag):
+    """A reply that only repeats the question's words gets one more try with a nudge; a real
+    reply is kept as it is."""
+    question = "Who founded Tidewater Kayak Co.?"
+    chain = rag.chain
+    passages = rag.retriever.retrieve(question)
+    prompt = build_prompt(question, passages, rag.generator.count_tokens, 2048, "short")
+    texts = [p.chunk.text for p in prompt.passages]
+    fixed = chain._short_reply("Tidewater Kayak Co. [1]", prompt.messages, question, texts, None)
+    assert "Okonkwo" in fixed and not echoes_question(short_answer(fixed), question)
+    kept = chain._short_reply("Marta Okonkwo [1]", prompt.messages, question, texts, None)
+    assert kept == "Marta Okonkwo [1]"
 
 
 def test_langchain_retriever_returns_documents_with_pages(rag):

@@ -9,7 +9,9 @@ from rag.prompt import (
     build_prompt,
     cited_numbers,
     condense_messages,
+    echoes_question,
     is_refusal,
+    match_number_forms,
     short_answer,
     strip_citations,
 )
@@ -84,6 +86,27 @@ def test_refusals_are_recognised(text):
 @pytest.mark.parametrize("text", ["It was built in 1998 [1].", "The documents say 412 trees [2]."])
 def test_answers_are_not_refusals(text):
     assert not is_refusal(text)
+
+
+@pytest.mark.parametrize(("answer", "question", "echo"), [
+    ("defections occur", "Why do these defections occur?", True),
+    ("teachers", "Who could be the subjects of a teacher's college investigation?", True),
+    ("the Museums", "Which museum opened first?", True),  # article and plural folded
+    ("Tolui", "Who led the third division alongside Genghis Khan?", False),
+    ("Genghis Khan's son Tolui", "Who led the division alongside Genghis Khan?", False),
+    ("", "Why?", False),  # nothing said is a refusal, not an echo
+])
+def test_echoes_question(answer, question, echo):
+    assert echoes_question(answer, question) is echo
+
+
+def test_small_numbers_take_the_form_the_passages_use():
+    passages = ["The network owns eight stations and 232 affiliates.", "It has 3 bus companies."]
+    assert match_number_forms("8 [1]", passages) == "eight [1]"
+    assert match_number_forms("three [2]", passages) == "3 [2]"
+    # written as the passages write them, too large for a word, or not a plain number: kept
+    for kept in ("232 [1]", "eight [1]", "4,600 [1]", "the 8th [2]", "1.5 [1]", "nine [1]"):
+        assert match_number_forms(kept, passages) == kept
 
 
 def test_condense_messages_carry_the_recent_conversation():
