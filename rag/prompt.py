@@ -3,7 +3,9 @@
 Two answer styles share one format for passages and citations:
 - "chat" (what users see): a brief answer, every statement followed by the passages it rests on;
 - "short" (what evaluation scores): only the shortest phrase from the passages, then its
-  passage number, e.g. ``1998 [2]``, because SQuAD references are short spans.
+  passage number, e.g. ``1998 [2]``, because SQuAD references are short spans. The chain checks
+  such a reply whole: one that only restates the question is asked for again (`ECHO_RETRY`),
+  and small numbers are written as the passages write them (`match_number_forms`).
 When the documents do not hold the answer, the chain replies with `REFUSAL` (see _RULES).
 """
 

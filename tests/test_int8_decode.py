@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -82,6 +83,10 @@ def test_int8_copy_is_cached_and_a_damaged_cache_rebuilt(
     assert n == sum(isinstance(m, Int8DecodeLinear) for m in model.modules()) > 0
     files = list((tmp_path / "int8-decode").glob("*.safetensors"))
     assert len(files) == 1
+    umask = os.umask(0o022)
+    os.umask(umask)
+    # the usual permissions for a new file, as the rest of the cache has (a shared cache)
+    assert files[0].stat().st_mode & 0o777 == 0o666 & ~umask
 
     def no_quantizing(*_a, **_k):
         raise AssertionError("quantized again although the cache holds the copy")

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from rag.models import cache_lock, folder_key, remove_stale_temps, temp_path
+from rag.models import Progress, cache_lock, folder_key, remove_stale_temps, temp_path
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def _read(path: Path, names: list[str]) -> dict[str, torch.Tensor] | None:
 
 
 def _load_or_build(layers: list[tuple[str, nn.Module, str, nn.Linear]], model_dir: Path,
-                   cache_dir: Path) -> dict[str, torch.Tensor]:
+                   cache_dir: Path, progress: Progress | None) -> dict[str, torch.Tensor]:
     from safetensors.torch import save_file
 
     path = _cache_file(model_dir, cache_dir)
@@ -114,22 +114,28 @@ def _load_or_build(layers: list[tuple[str, nn.Module, str, nn.Linear]], model_di
     tensors = _read(path, names)
     if tensors is not None:
         return tensors
-    with cache_lock(cache_dir, path.stem, "the int8 copy of the weights", None):
+    with cache_lock(cache_dir, path.stem, "the int8 copy of the weights", progress):
         tensors = _read(path, names)  # another process may have built it while we waited
         if tensors is not None:
             return tensors
         remove_stale_temps(path)
-        log.info("quantizing %d layers of %s to int8 for decoding (once)", len(layers), model_dir)
+        message = f"making an int8 copy of {model_dir.name} for faster answers (once)"
+        log.info(message)
+        if progress is not None:
+            progress(message)
         tensors = {}
         for full, _parent, _name, lin in layers:
             tensors[f"{full}.q"], tensors[f"{full}.s"] = quantize(lin.weight)
         with temp_path(path) as tmp:
+            mode = tmp.stat().st_mode & 0o777  # the cache's usual permissions ...
             save_file(tensors, str(tmp))
+            tmp.chmod(mode)  # ... which save_file, writing a new file, does not keep
             tmp.replace(path)  # atomic: readers see no file or a whole one
         return tensors
 
 
-def add_int8_decode(model: nn.Module, model_dir: Path, cache_dir: Path) -> int:
+def add_int8_decode(model: nn.Module, model_dir: Path, cache_dir: Path,
+                    progress: Progress | None = None) -> int:
     """Give every linear layer of `model` an int8 copy for decode steps; returns how many.
 
     The model must be on CPU in bf16 (see `supported`). The int8 copies are loaded from, or
@@ -138,7 +144,7 @@ def add_int8_decode(model: nn.Module, model_dir: Path, cache_dir: Path) -> int:
     layers = _linears(model)
     if not layers:
         return 0
-    tensors = _load_or_build(layers, Path(model_dir), Path(cache_dir))
+    tensors = _load_or_build(layers, Path(model_dir), Path(cache_dir), progress)
     for full, parent, name, lin in layers:
         setattr(parent, name, Int8DecodeLinear(lin, tensors[f"{full}.q"], tensors[f"{full}.s"]))
     return len(layers)

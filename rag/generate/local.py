@@ -133,7 +133,7 @@ class LocalGenerator(Generator):
                 from rag.generate import int8_decode
 
                 if int8_decode.supported(device, dtype):
-                    int8_decode.add_int8_decode(model, path, self.cache_dir)
+                    int8_decode.add_int8_decode(model, path, self.cache_dir, self.progress)
                     self.precision += ", int8 decode"
             config = model.config
             window = getattr(config, "max_position_embeddings", None)
