@@ -2,7 +2,8 @@
 
 Producing one token reads every weight once, so decode speed is memory bandwidth: measured on
 this project's CPU (AVX-512 bf16, no AMX), torch's int8 weight kernel runs a 1.5B model's
-token steps 2x faster than bf16 (181 to 91 ms per token), but the same kernel is 3x slower
+token steps 1.8-2x faster than bf16 (181 to 91, and 200 to 112 ms per token in two runs on a
+machine whose speed varies), but the same kernel is 3x slower
 than bf16 on a prompt's hundreds of rows. So each linear layer keeps both: bf16 for prefill,
 int8 (symmetric, one scale per output row) for steps of a few rows. The int8 copy costs half
 the model's size again in memory; it is computed once and cached on disk, since quantizing a
