@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -83,3 +84,33 @@ def configure_torch_threads() -> int:
     threads = max(1, min(torch.get_num_threads(), available_cpus()))
     torch.set_num_threads(threads)
     return threads
+
+
+# glibc's mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+
+
+@functools.cache
+def keep_freed_memory(keep_bytes: int = 1 << 30, mmap_bytes: int = 32 << 20) -> bool:
+    """Ask glibc to keep freed memory for reuse instead of handing it back to the OS at once.
+
+    A language model's prompt pass allocates and frees buffers of tens of MB in every layer. With
+    glibc's defaults that memory goes back to the OS and is faulted in, zeroed, again on the next
+    layer: measured on the 1.5B model, a 972-token prompt took 5.02 s with the defaults and 4.28 s
+    with this (`benchmarks/prefill.py`). Up to `keep_bytes` of freed memory stays with the
+    process. Done once, process-wide; False where the C library is not glibc.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if not name or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # musl and others have no mallopt
+        return False
+    return bool(mallopt(_M_TRIM_THRESHOLD, keep_bytes)) and bool(mallopt(_M_MMAP_THRESHOLD,
+                                                                           mmap_bytes))

@@ -108,9 +108,15 @@ class LocalGenerator(Generator):
                 return
             from transformers import AutoModelForCausalLM
 
-            from rag.hardware import configure_torch_threads, pick_device, pick_dtype
+            from rag.hardware import (
+                configure_torch_threads,
+                keep_freed_memory,
+                pick_device,
+                pick_dtype,
+            )
 
             configure_torch_threads()
+            keep_freed_memory()
             try:
                 device = pick_device(self.device_setting)
             except ValueError as exc:
