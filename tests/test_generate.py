@@ -4,6 +4,7 @@ for the OpenAI protocol, and local servers speaking Anthropic's published wire f
 from __future__ import annotations
 
 import importlib.util
+import platform
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -414,3 +415,12 @@ def test_make_generator_by_backend(tmp_path: Path) -> None:
         make_generator(base.replace(backend="gpt"))
     with pytest.raises(GenerationError, match="'default', a local preset"):
         make_generator(base.replace(backend="openai"))
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_allocator_keeps_freed_memory_after_the_model_loads(tiny: LocalGenerator) -> None:
+    from rag.hardware import keep_freed_memory
+
+    # warm_up set it (a cached call); glibc accepted both parameters
+    assert keep_freed_memory.cache_info().currsize == 1
+    assert keep_freed_memory() is True
