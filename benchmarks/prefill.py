@@ -34,7 +34,6 @@ def child(model: str, tokens: int, keep: bool) -> None:
     if keep:
         keep_freed_memory()
     else:
-        keep_freed_memory.cache_clear()
         # LocalGenerator calls it when it loads; make that call a no-op for the baseline
         import rag.hardware
 

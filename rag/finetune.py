@@ -302,8 +302,7 @@ def apply_adapter(generator: Any, adapter_dir: str | Path) -> None:
     info = read_adapter(adapter_dir)
     model = generator.model
     # peft wraps plain linear layers only; the adapter's extra matmuls run in bf16 anyway
-    if remove_int8_decode(model):
-        generator.precision = str(generator.dtype).removeprefix("torch.")
+    remove_int8_decode(model)
     trained = info.get("base_model_path")
     if trained and generator.path is not None and Path(trained).name != generator.path.name:
         raise ValueError(f"the adapter in {adapter_dir} was trained on {Path(trained).name}, "

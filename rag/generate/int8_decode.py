@@ -76,13 +76,14 @@ def quantize(weight: torch.Tensor, block_rows: int = 8192) -> tuple[torch.Tensor
     return q, kept
 
 
-def _linears(model: nn.Module) -> list[tuple[str, nn.Module, str, nn.Linear]]:
-    """(full name, parent module, attribute name, layer) of every plain linear layer."""
+def _layers(model: nn.Module, wanted: type) -> list[tuple[str, nn.Module, str, nn.Module]]:
+    """(full name, parent module, attribute name, layer) of every layer of exactly type
+    `wanted` (subclasses of nn.Linear, such as peft's, are left alone)."""
     return [
         (f"{prefix}.{name}" if prefix else name, parent, name, child)
         for prefix, parent in model.named_modules()
         for name, child in parent.named_children()
-        if type(child) is nn.Linear
+        if type(child) is wanted
     ]
 
 
@@ -106,7 +107,7 @@ def _read(path: Path, names: list[str]) -> dict[str, torch.Tensor] | None:
     return tensors if all(f"{n}.q" in tensors and f"{n}.s" in tensors for n in names) else None
 
 
-def _load_or_build(layers: list[tuple[str, nn.Module, str, nn.Linear]], model_dir: Path,
+def _load_or_build(layers: list[tuple[str, nn.Module, str, nn.Module]], model_dir: Path,
                    cache_dir: Path, progress: Progress | None) -> dict[str, torch.Tensor]:
     from safetensors.torch import save_file
 
@@ -142,7 +143,7 @@ def add_int8_decode(model: nn.Module, model_dir: Path, cache_dir: Path,
     The model must be on CPU in bf16 (see `supported`). The int8 copies are loaded from, or
     written to, a cache file under `cache_dir` keyed by the model folder's weights.
     """
-    layers = _linears(model)
+    layers = _layers(model, nn.Linear)
     if not layers:
         return 0
     tensors = _load_or_build(layers, Path(model_dir), Path(cache_dir), progress)
@@ -153,12 +154,11 @@ def add_int8_decode(model: nn.Module, model_dir: Path, cache_dir: Path,
 
 def remove_int8_decode(model: nn.Module) -> int:
     """Put the plain bf16 layers back (peft, for one, only wraps plain ones); returns how many."""
-    wrapped = [
-        (parent, name, child)
-        for parent in model.modules()
-        for name, child in parent.named_children()
-        if isinstance(child, Int8DecodeLinear)
-    ]
-    for parent, name, child in wrapped:
+    wrapped = _layers(model, Int8DecodeLinear)
+    for _full, parent, name, child in wrapped:
         setattr(parent, name, child.linear)
     return len(wrapped)
+
+
+def has_int8_decode(model: nn.Module) -> bool:
+    return any(isinstance(m, Int8DecodeLinear) for m in model.modules())

@@ -60,7 +60,6 @@ class LocalGenerator(Generator):
         self.progress = progress
         self.prefix_cache = PrefixCache() if reuse_prefix else None
         self.int8_decode = int8_decode
-        self.precision: str | None = None  # e.g. "bf16, int8 decode", once loaded
         self.path: Path | None = None
         self.device: str | None = None
         self.dtype: Any = None
@@ -134,13 +133,11 @@ class LocalGenerator(Generator):
                 raise GenerationError(f"cannot load the model in {path}: {exc}") from exc
             model.to(device)
             model.eval()
-            self.precision = str(dtype).removeprefix("torch.")
             if self.int8_decode:
                 from rag.generate import int8_decode
 
                 if int8_decode.supported(device, dtype):
                     int8_decode.add_int8_decode(model, path, self.cache_dir, self.progress)
-                    self.precision += ", int8 decode"
             config = model.config
             window = getattr(config, "max_position_embeddings", None)
             if not isinstance(window, int) or window <= 0:
@@ -159,6 +156,16 @@ class LocalGenerator(Generator):
                 time.monotonic() - started,
                 self.context_window,
             )
+
+    @property
+    def precision(self) -> str | None:
+        """What the weights run in, e.g. "bfloat16, int8 decode"; None until loaded."""
+        if self._model is None:
+            return None
+        from rag.generate.int8_decode import has_int8_decode
+
+        text = str(self.dtype).removeprefix("torch.")
+        return f"{text}, int8 decode" if has_int8_decode(self._model) else text
 
     @property
     def model(self) -> Any:
