@@ -108,8 +108,10 @@ def test_int8_copy_is_cached_and_a_damaged_cache_rebuilt(
 
 @needs_bf16
 def test_generator_decodes_on_int8_with_the_same_greedy_answer() -> None:
-    with_int8 = LocalGenerator("tiny")
-    plain = LocalGenerator("tiny", int8_decode=False)
+    # Same attention kernel in both, so that only the decode weights differ: this tiny model's
+    # greedy text is fragile enough that any change of rounding in the prompt pass can flip it.
+    with_int8 = LocalGenerator("tiny", blocked_attention=False)
+    plain = LocalGenerator("tiny", int8_decode=False, blocked_attention=False)
     with_int8.warm_up()
     plain.warm_up()
     assert with_int8.precision == "bfloat16, int8 decode"

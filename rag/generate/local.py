@@ -48,6 +48,7 @@ class LocalGenerator(Generator):
         progress: Progress | None = None,
         reuse_prefix: bool = True,
         int8_decode: bool = True,
+        blocked_attention: bool = True,
     ) -> None:
         super().__init__()
         if cache_dir is None:
@@ -60,6 +61,7 @@ class LocalGenerator(Generator):
         self.progress = progress
         self.prefix_cache = PrefixCache() if reuse_prefix else None
         self.int8_decode = int8_decode
+        self.blocked_attention = blocked_attention
         self.path: Path | None = None
         self.device: str | None = None
         self.dtype: Any = None
@@ -138,6 +140,10 @@ class LocalGenerator(Generator):
 
                 if int8_decode.supported(device, dtype):
                     int8_decode.add_int8_decode(model, path, self.cache_dir, self.progress)
+            if self.blocked_attention and device == "cpu":
+                from rag.generate import cpu_attention
+
+                cpu_attention.enable(model)
             config = model.config
             window = getattr(config, "max_position_embeddings", None)
             if not isinstance(window, int) or window <= 0:
