@@ -74,6 +74,7 @@ class IngestPipeline:
     def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
         self.settings = settings
         self.embedder = embedder or Embedder.from_settings(settings)
+        self._embedder_checked = False  # against the index's embedder, once per run
 
     def run(self, paths: Sequence[str | Path], progress: ProgressFn | None = None,
             show_bar: bool | None = None, lock_timeout: float = 600) -> IngestReport:
@@ -133,8 +134,9 @@ class IngestPipeline:
     def _ingest_files(self, store: IndexStore, work: list[FoundFile], hashes: dict[str, str],
                       updating: set[str], report: IngestReport, progress: ProgressFn | None,
                       show_bar: bool | None) -> None:
-        self.embedder.warm_up()
-        store.check_embedder(self.settings.embedder, self.embedder.dim)
+        # The embedder model loads at the first commit with text to embed: a run whose files
+        # all fail (re-read on every run until fixed) only splits, which needs the tokenizer.
+        self._embedder_checked = False
         chunk_tokens = min(self.settings.chunk_tokens, self.embedder.max_tokens)
         splitter = Splitter(hf_token_offsets(self.embedder.separate_tokenizer()),
                             chunk_tokens, self.settings.chunk_overlap)
@@ -212,7 +214,12 @@ class IngestPipeline:
                 bar) -> None:
         good = [p for p in batch if p.error is None]
         texts = [c.text for p in good for c in p.chunks]
-        vectors = self.embedder.embed_documents(texts)
+        vectors = None
+        if texts:
+            if not self._embedder_checked:
+                store.check_embedder(self.settings.embedder, self.embedder.dim)
+                self._embedder_checked = True
+            vectors = self.embedder.embed_documents(texts)
         pos = 0
         for p in batch:
             path = p.file.path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -22,6 +23,7 @@ class Embedder:
         self.backend_setting = backend
         self._model = None
         self._ov = None
+        self.path: Path | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Embedder:
@@ -35,10 +37,8 @@ class Embedder:
         from sentence_transformers import SentenceTransformer
 
         from rag.hardware import pick_device, pick_dtype
-        from rag.models import resolve_embedder
 
-        path = resolve_embedder(self.model_name, self.cache_dir)
-        self.path = path
+        path = self._folder()
         device = pick_device(self.device_setting)
         backend = _pick_backend(self.backend_setting, device)
         # with OpenVINO, torch only tokenizes and pools: keep its copy in float32 to convert from
@@ -81,9 +81,26 @@ class Embedder:
         get = getattr(m, "get_embedding_dimension", None) or m.get_sentence_embedding_dimension
         return int(get())
 
+    def _folder(self) -> Path:
+        """The model folder, found (and unpacked once) without loading the model."""
+        if self.path is None:
+            from rag.models import resolve_embedder
+
+            self.path = resolve_embedder(self.model_name, self.cache_dir)
+        return self.path
+
     @property
     def max_tokens(self) -> int:
-        """Content tokens per chunk that survive truncation ([CLS] and [SEP] take two)."""
+        """Content tokens per chunk that survive truncation ([CLS] and [SEP] take two).
+
+        Read from the folder's sentence-transformers config when it has one, so that splitting
+        text (e.g. of files that then fail) does not load the model."""
+        if self._model is None:
+            try:
+                config = json.loads((self._folder() / "sentence_bert_config.json").read_text())
+                return int(config["max_seq_length"]) - 2
+            except (OSError, ValueError, KeyError, TypeError):
+                pass
         return int(self.model.max_seq_length) - 2
 
     def separate_tokenizer(self):
@@ -91,8 +108,7 @@ class Embedder:
         tokenizer shared between threads fails with "Already borrowed"."""
         from transformers import AutoTokenizer
 
-        self.warm_up()
-        return AutoTokenizer.from_pretrained(str(self.path), local_files_only=True)
+        return AutoTokenizer.from_pretrained(str(self._folder()), local_files_only=True)
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False))

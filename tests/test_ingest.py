@@ -190,7 +190,16 @@ def test_mixed_folder_reports_each_bad_file_and_ingests_every_good_one(settings,
     retriever.refresh()
     assert _found(retriever, "3,600 cubic metres", docs / "encrypted.pdf", 2, "3,600 cubic",
                   mode="bm25", k=5)
-    assert_index_consistent(settings)
+    total = assert_index_consistent(settings)
+
+    # files that still fail are read again on every run; with nothing to embed, that needs
+    # the embedder's tokenizer only, never its model
+    cold = Embedder("minilm")
+    third = _run(right, cold, docs)
+    assert third.added == [] and third.chunks == 0
+    assert {f["path"] for f in third.failed} == {f["path"] for f in again.failed}
+    assert cold._model is None, "re-reading failed files loaded the embedder"
+    assert assert_index_consistent(settings) == total
 
 
 def test_every_chunk_keeps_source_page_exact_span_and_heading(settings, embedder, tmp_path):
