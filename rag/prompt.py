@@ -34,19 +34,26 @@ _RULES = {
         "sentences. Do not use outside knowledge."
     ),
     # The worked examples lifted F1 by 2-4 points on the tuning sample (README, Tuning); they
-    # cost no time per question because the system prompt's cache is reused (PrefixCache).
+    # cost no time per question because the system prompt's cache is reused (PrefixCache). The
+    # second passage and the last two questions (answer without the question's own words, find
+    # the passage that holds the answer) added 2 points of F1 on its first 100 questions.
     "short": (
         "You answer questions using only the numbered passages from the user's documents. "
         "Reply with the shortest phrase copied word for word from a passage that answers the "
         "question, followed by that passage's number in square brackets. Copy words and "
         "numbers exactly as the passage writes them. No sentence, no explanation.\n\n"
-        "Examples, for a passage [1] that reads: \"After seven years of work by 4,600 men, the "
-        "bridge opened on 4 March 1890. Cars were later banned from it because of air "
-        "pollution.\"\n"
+        "Examples, for passages that read:\n"
+        "[1] \"After seven years of work by 4,600 men, the bridge opened on 4 March 1890. Cars "
+        "were later banned from it because of air pollution. The engineers shared their huts "
+        "with the riveters.\"\n"
+        "[2] \"The first bridge at the site was designed by Thomas Bouch and fell in 1879. Its "
+        "replacement was designed by John Fowler and Benjamin Baker.\"\n"
         "Question: How long did the work take? Reply: seven years [1]\n"
         "Question: How many men built the bridge? Reply: 4,600 [1]\n"
         "Question: When did the bridge open? Reply: 4 March 1890 [1]\n"
-        "Question: Why were cars banned from the bridge? Reply: air pollution [1]"
+        "Question: Why were cars banned from the bridge? Reply: air pollution [1]\n"
+        "Question: Who did the engineers share their huts with? Reply: the riveters [1]\n"
+        "Question: Who designed the replacement bridge? Reply: John Fowler and Benjamin Baker [2]"
     ),
 }
 
