@@ -68,7 +68,8 @@ def test_matches_float32_attention_over_several_blocks(
     assert err.mean() < 3 * sdpa_err.mean() and err.max() < 4 * sdpa_err.max()
 
 
-@pytest.mark.parametrize("case", ["decode", "batch", "padding", "sliding", "grad", "float32"])
+@pytest.mark.parametrize(
+    "case", ["decode", "batch", "padding", "sliding", "grad", "float32", "not_causal"])
 def test_everything_else_goes_to_sdpa_unchanged(case: str) -> None:
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
@@ -83,6 +84,9 @@ def test_everything_else_goes_to_sdpa_unchanged(case: str) -> None:
         mask[..., :5] = False
     elif case == "sliding":
         kwargs["sliding_window"] = 32
+    elif case == "not_causal":
+        mask, kwargs["is_causal"] = None, False
+        k, v = k[:, :, :queries], v[:, :, :queries]
     elif case == "float32":
         q, k, v = q.float(), k.float(), v.float()
     layer = _Layer()

@@ -76,6 +76,8 @@ def blocked_causal_attention(
         or kwargs.get("softcap") is not None
         or kwargs.get("position_bias") is not None
         or kwargs.get("output_attentions")
+        or kwargs.get("s_aux") is not None  # attention sinks
+        or kwargs.get("is_causal", True) is False
         or not getattr(module, "is_causal", True)
         or heads % kv_heads
         or keys < queries
