@@ -97,9 +97,10 @@ def keep_freed_memory(keep_bytes: int = 1 << 30, mmap_bytes: int = 32 << 20) -> 
 
     A language model's prompt pass allocates and frees buffers of tens of MB in every layer. With
     glibc's defaults that memory goes back to the OS and is faulted in, zeroed, again on the next
-    layer: measured on the 1.5B model, a 972-token prompt took 5.07 s with the defaults and 4.35 s
-    with this (`benchmarks/prefill.py`). Up to `keep_bytes` of freed memory stays with the
-    process. Done once, process-wide; False where the C library is not glibc.
+    layer: measured on the 1.5B model, a 972-token prompt (70 tokens of it cached) took 5.12 s
+    with the defaults and 4.32 s with this (`benchmarks/prefill.py --compare allocator`). Up to
+    `keep_bytes` of freed memory stays with the process. Done once, process-wide; False where
+    the C library is not glibc.
     """
     if not sys.platform.startswith("linux"):
         return False
