@@ -22,6 +22,7 @@ from rag.prompt import (
     echoes_question,
     is_refusal,
     match_number_forms,
+    quote_lists_as_written,
     short_answer,
 )
 from rag.settings import Settings
@@ -159,7 +160,7 @@ class Chain:
     def _short_reply(self, text: str, messages: list[Message], question: str,
                      passages: Sequence[str], max_new_tokens: int | None) -> str:
         """A short-style reply, asked for once more when it only restates the question, with
-        small numbers written as the passages write them."""
+        small numbers and lists written as the passages write them."""
         if echoes_question(short_answer(text), question):
             retry = [*messages, {"role": "assistant", "content": text.strip()},
                      {"role": "user", "content": ECHO_RETRY}]
@@ -168,7 +169,7 @@ class Chain:
             phrase = short_answer(again)
             if phrase and not echoes_question(phrase, question):
                 text = again
-        return match_number_forms(text, passages)
+        return quote_lists_as_written(match_number_forms(text, passages), passages)
 
     def ask(self, question: str, history: Sequence[Message] = (), **kwargs) -> Answer:
         return self.stream(question, history, **kwargs).result()

@@ -334,6 +334,9 @@ def add_arguments(p: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="order of the training questions")
     p.add_argument("--grad-accum", type=int, default=4, help="examples per optimizer step")
     p.add_argument("--lr", type=float, default=2e-4, help="learning rate (default 2e-4)")
+    p.add_argument("--rank", type=int, default=16,
+                   help="LoRA rank; the adapter's size grows with it (default 16)")
+    p.add_argument("--alpha", type=int, help="LoRA alpha (default: twice the rank)")
     p.add_argument("--json", action="store_true", help="print training.json's summary as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -343,7 +346,8 @@ def run(args: Any, settings: Settings) -> int:
         raise ValueError("--max-minutes must be positive")
     info = finetune(args.dataset, args.docs, args.out, settings, max_minutes=args.max_minutes,
                     max_examples=args.max_examples, seed=args.seed, grad_accum=args.grad_accum,
-                    lr=args.lr, index_dir=args.index_dir, progress=not args.quiet)
+                    lr=args.lr, rank=args.rank, alpha=args.alpha or 2 * args.rank,
+                    index_dir=args.index_dir, progress=not args.quiet)
     brief = {k: v for k, v in info.items() if k not in ("question_ids", "loss_per_step")}
     brief["final_loss"] = info["loss_per_step"][-1]
     brief["out"] = str(Path(args.out).resolve())

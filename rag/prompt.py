@@ -5,7 +5,8 @@ Two answer styles share one format for passages and citations:
 - "short" (what evaluation scores): only the shortest phrase from the passages, then its
   passage number, e.g. ``1998 [2]``, because SQuAD references are short spans. The chain checks
   such a reply whole: one that only restates the question is asked for again (`ECHO_RETRY`),
-  and small numbers are written as the passages write them (`match_number_forms`).
+  small numbers are written as the passages write them (`match_number_forms`) and lists are
+  joined as the passages join them (`quote_lists_as_written`).
 When the documents do not hold the answer, the chain replies with `REFUSAL` (see _RULES).
 """
 
@@ -226,3 +227,26 @@ def match_number_forms(text: str, passages: Sequence[str]) -> str:
         return token
 
     return re.sub(r"(?<![\[\w.,])\w+(?![\w\]]|[.,]\d)", fix, text)
+
+
+_LIST_GAP = r"(?:,?\s+(?:and|or|&)\s+|,\s*)"
+
+
+def quote_lists_as_written(text: str, passages: Sequence[str]) -> str:
+    """Quote a listed answer the way a passage lists it: "tracks, signalling, overhead wires"
+    becomes "tracks, signalling and overhead wires" when a passage says so.
+
+    The 1.5B model drops the "and" of a list it copies (5 of the 300 tuning answers): the
+    quote then matches no passage and no reference exactly. Only the separators change; a list
+    whose items a passage does not hold, in that order, is left alone.
+    """
+    phrase = short_answer(text)
+    items = [i.strip() for i in phrase.split(",")]
+    if len(items) < 2 or not all(items) or any(phrase in p for p in passages):
+        return text
+    pattern = _LIST_GAP.join(re.escape(i) for i in items)
+    for passage in passages:
+        m = re.search(pattern, passage)
+        if m:
+            return text.replace(phrase, m.group(0), 1)
+    return text

@@ -12,6 +12,7 @@ from rag.prompt import (
     echoes_question,
     is_refusal,
     match_number_forms,
+    quote_lists_as_written,
     short_answer,
     strip_citations,
 )
@@ -107,6 +108,19 @@ def test_small_numbers_take_the_form_the_passages_use():
     # written as the passages write them, too large for a word, or not a plain number: kept
     for kept in ("232 [1]", "eight [1]", "4,600 [1]", "the 8th [2]", "1.5 [1]", "nine [1]"):
         assert match_number_forms(kept, passages) == kept
+
+
+def test_lists_are_joined_as_the_passage_joins_them():
+    passages = ["Shops line the quay.", "The works renew tracks, signalling and overhead wires.",
+                "Kenyans play cricket, rugby union, or boxing."]
+    assert (quote_lists_as_written("tracks, signalling, overhead wires [2]", passages)
+            == "tracks, signalling and overhead wires [2]")
+    assert quote_lists_as_written("cricket, rugby union, boxing", passages) == \
+        "cricket, rugby union, or boxing"
+    # already as written, not a list, items out of order or not all in the passage: kept
+    for kept in ("tracks, signalling and overhead wires [2]", "the quay [1]",
+                 "signalling, tracks [2]", "tracks, signalling, bridges [2]", "a, , b"):
+        assert quote_lists_as_written(kept, passages) == kept
 
 
 def test_condense_messages_carry_the_recent_conversation():
