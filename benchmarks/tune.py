@@ -165,26 +165,25 @@ def parse_config(text: str) -> dict[str, Any]:
 
 def generation_stage(args: argparse.Namespace, base: Settings, questions: list, out: Path
                      ) -> list[dict[str, Any]]:
-    from rag.finetune import apply_adapter, read_adapter
     from rag.generate import make_generator
+    from rag.generate.adapter import read_adapter
 
     rows: list[dict[str, Any]] = []
-    generators: dict[str, Any] = {}  # one load per model (adapters change it: not shared)
+    generators: dict[str, Any] = {}  # one load per model and adapter
     embedder = Embedder.from_settings(base)
     for n, text in enumerate(args.config, start=1):
         config = parse_config(text)
         adapter = config.pop("adapter", None)
-        if adapter and "model" not in config:
+        if adapter:
+            config["short_adapter"] = adapter
+        if adapter and adapter not in ("none", "auto") and "model" not in config:
             config["model"] = read_adapter(adapter).get("base_model", base.model)
         settings = base.replace(**config)
         rag = open_eval_rag(settings, args.docs, show_bar=sys.stderr.isatty(),
                             embedder=embedder)
-        if adapter:
-            generator = make_generator(rag.settings)
-            apply_adapter(generator, adapter)
-        else:
-            generator = generators.get(settings.model) or make_generator(rag.settings)
-            generators[settings.model] = generator
+        key = f"{settings.model}+{settings.short_adapter}"
+        generator = generators.get(key) or make_generator(rag.settings, style="short")
+        generators[key] = generator
         rag = rag.with_generator(generator)
         print(f"generation {n}/{len(args.config)}: {text}", file=sys.stderr)
         result = evaluate(rag, questions, progress=not args.quiet,

@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 
 class RAG:
     def __init__(self, settings: Settings, *, embedder: Embedder | None = None,
-                 retriever: Retriever | None = None, generator: Generator | None = None) -> None:
+                 retriever: Retriever | None = None, generator: Generator | None = None,
+                 short_generator: Generator | None = None) -> None:
         self.settings = settings
         self.embedder = embedder or (retriever.embedder if retriever else
                                      Embedder.from_settings(settings))
@@ -40,6 +41,8 @@ class RAG:
             retriever = Retriever.open(settings, self.embedder, make_reranker(settings))
         self.retriever = retriever
         self._generator = generator
+        # a generator given without a short one answers both styles: it was chosen on purpose
+        self._short_generator = short_generator or generator
 
     @classmethod
     def open(cls, index_dir: str | Path | None = None, settings: Settings | None = None,
@@ -60,6 +63,17 @@ class RAG:
             self._generator = make_generator(self.settings)
         return self._generator
 
+    @property
+    def short_generator(self) -> Generator:
+        """What answers in the "short" style: the model with the short-answer adapter merged
+        in (a second copy, loaded on first use), or the chat generator when there is none."""
+        if self._short_generator is None:
+            from rag.generate import make_generator, short_adapter
+
+            self._short_generator = (make_generator(self.settings, style="short")
+                                     if short_adapter(self.settings) else self.generator)
+        return self._short_generator
+
     def warm_up(self, generator: bool = True) -> None:
         """Load the models and indexes now instead of on the first question."""
         self.retriever.warm_up()
@@ -69,10 +83,12 @@ class RAG:
         if generator:
             self.generator.warm_up()
 
-    def with_generator(self, generator: Generator) -> RAG:
-        """The same index and embedder answering with another model (no reloading)."""
+    def with_generator(self, generator: Generator, short_generator: Generator | None = None
+                       ) -> RAG:
+        """The same index and embedder answering with another model (no reloading); without
+        `short_generator`, `generator` answers in both styles."""
         return RAG(self.settings, embedder=self.embedder, retriever=self.retriever,
-                   generator=generator)
+                   generator=generator, short_generator=short_generator)
 
     # -- documents ---------------------------------------------------------------------------
 
@@ -99,7 +115,8 @@ class RAG:
 
     @property
     def chain(self) -> Chain:
-        return Chain(self.retriever, self.generator, self.settings)
+        return Chain(self.retriever, self.generator, self.settings,
+                     short_generator=self.short_generator)
 
     def stream(self, question: str, history: Sequence[Message] = (), **kwargs: Any
                ) -> AnswerStream:

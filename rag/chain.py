@@ -71,9 +71,12 @@ class AnswerStream:
 
 
 class Chain:
-    def __init__(self, retriever: Retriever, generator: Generator, settings: Settings) -> None:
+    def __init__(self, retriever: Retriever, generator: Generator, settings: Settings, *,
+                 short_generator: Generator | None = None) -> None:
         self.retriever = retriever
         self.generator = generator
+        # answers in the "short" style (rag.api.RAG.short_generator); `generator` when None
+        self.short_generator = short_generator or generator
         self.settings = settings
 
     def condense(self, question: str, history: Sequence[Message]) -> str:
@@ -98,10 +101,11 @@ class Chain:
         if standalone is not question:
             timings["condense_s"] = round(time.perf_counter() - t0, 4)
         passages = self.retriever.retrieve(standalone, k=k, mode=mode, timings=timings)
+        generator = self.short_generator if style == "short" else self.generator
         budget = min(self.settings.context_tokens,
-                     self.generator.context_window - self._max_new(max_new_tokens)
+                     generator.context_window - self._max_new(max_new_tokens)
                      - _TEMPLATE_SLACK)
-        prompt = build_prompt(standalone, passages, self.generator.count_tokens, budget, style)
+        prompt = build_prompt(standalone, passages, generator.count_tokens, budget, style)
         timings["prompt_tokens"] = prompt.tokens
         shown = [to_source(i, p) for i, p in enumerate(prompt.passages, start=1)]
 
@@ -111,7 +115,7 @@ class Chain:
                 yield REFUSAL
                 return
             t_gen = time.perf_counter()
-            replies = self.generator.stream(prompt.messages,
+            replies = generator.stream(prompt.messages,
                                             max_new_tokens=self._max_new(max_new_tokens),
                                             temperature=self.settings.temperature)
             if style == "short":
@@ -130,7 +134,7 @@ class Chain:
 
         def finish(text: str) -> Answer:
             timings["total_s"] = round(time.perf_counter() - t0, 4)
-            stats = getattr(self.generator, "last_stats", {}) or {}
+            stats = getattr(generator, "last_stats", {}) or {}
             if stats.get("completion_tokens") is not None and shown:
                 timings["completion_tokens"] = stats["completion_tokens"]
             text = draft = text.strip()
@@ -164,8 +168,9 @@ class Chain:
         if echoes_question(short_answer(text), question):
             retry = [*messages, {"role": "assistant", "content": text.strip()},
                      {"role": "user", "content": ECHO_RETRY}]
-            again = self.generator.generate(retry, max_new_tokens=self._max_new(max_new_tokens),
-                                            temperature=self.settings.temperature)
+            again = self.short_generator.generate(
+                retry, max_new_tokens=self._max_new(max_new_tokens),
+                temperature=self.settings.temperature)
             phrase = short_answer(again)
             if phrase and not echoes_question(phrase, question):
                 text = again

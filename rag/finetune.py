@@ -13,11 +13,13 @@ Only questions of the "train" article split are read (rag.eval.data: half of the
 title hash); `rag eval --split eval` and benchmarks/tune.py use the other half, so no article
 the adapter was trained on is ever scored.
 
-Training (DESIGN.md section 1): r=16 on all attention and MLP projections, bf16 weights where
-the CPU has native bf16, gradient checkpointing, one example per forward pass (no padding
-waste) and gradients accumulated over `grad_accum` examples. It stops at the time limit; the
-adapter is saved with peft (adapter_model.safetensors, adapter_config.json) plus
-training.json saying what it was trained on.
+Training (DESIGN.md section 1): LoRA (r=16 unless told) on all attention and MLP projections,
+of every decoder layer or of the top `--top-layers` only, bf16 weights where the CPU has native
+bf16, one example per forward pass (no padding waste) and gradients accumulated over
+`grad_accum` examples. It stops at the time limit; the adapter is saved with peft
+(adapter_model.safetensors, adapter_config.json) plus training.json saying what it was
+trained on. `rag eval --adapter` and the `adapter` setting merge it into the model's weights
+as it loads (rag.generate.adapter).
 """
 
 from __future__ import annotations
@@ -38,12 +40,12 @@ from typing import Any
 
 from rag.eval.data import SquadQuestion, load_squad, select, split_titles
 from rag.eval.metrics import contains_answer
+from rag.generate.adapter import TRAINING_INFO
 from rag.prompt import REFUSAL, build_prompt
 from rag.settings import Settings
 
 log = logging.getLogger(__name__)
 
-TRAINING_INFO = "training.json"
 # the projections of Qwen2 and Llama-style (SmolLM2) blocks: attention and MLP
 TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 # as rag.chain: room for the chat template's markers when the model's window is the limit
@@ -124,9 +126,16 @@ def _sha256(path: Path) -> str:
 def finetune(dataset: str | Path, docs: str | Path, out: str | Path, settings: Settings, *,
              max_minutes: float = 45.0, max_examples: int | None = None, seed: int = 0,
              grad_accum: int = 4, lr: float = 2e-4, rank: int = 16, alpha: int = 32,
-             warmup_steps: int = 5, index_dir: str | Path | None = None,
+             warmup_steps: int = 5, top_layers: int | None = None,
+             checkpointing: bool = False, index_dir: str | Path | None = None,
              progress: bool = True) -> dict[str, Any]:
-    """Train a LoRA adapter for `settings.model`; returns what training.json records."""
+    """Train a LoRA adapter for `settings.model`; returns what training.json records.
+
+    `top_layers` puts LoRA on the last N decoder layers only: the layers below run without
+    autograd (nothing of theirs is stored or back-propagated), which halves the cost of a step
+    when N is half the model. `checkpointing` trades a second forward pass for memory; without
+    it the 1.5B model at 1,000 tokens needs a few GB.
+    """
     import torch
     from peft import LoraConfig, get_peft_model
     from tqdm import tqdm
@@ -161,10 +170,15 @@ def finetune(dataset: str | Path, docs: str | Path, out: str | Path, settings: S
         raise ValueError(f"{model_path} has none of the projections LoRA targets "
                          f"({', '.join(TARGET_MODULES)})")
     model.config.use_cache = False  # the KV cache is useless in training and costs memory
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    model.enable_input_require_grads()
+    n_layers = int(model.config.num_hidden_layers)
+    if top_layers is not None and not 1 <= top_layers <= n_layers:
+        raise ValueError(f"top_layers must be between 1 and {n_layers}, not {top_layers}")
+    layers = list(range(n_layers - top_layers, n_layers)) if top_layers else None
+    if checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
     lora = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.05, target_modules=targets,
-                      task_type="CAUSAL_LM")
+                      layers_to_transform=layers, task_type="CAUSAL_LM")
     model = get_peft_model(model, lora)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -241,6 +255,7 @@ def finetune(dataset: str | Path, docs: str | Path, out: str | Path, settings: S
         "stopped_by": stopped,
         "loss_per_step": losses,
         "lora": {"r": rank, "alpha": alpha, "dropout": 0.05, "target_modules": targets,
+                 "layers": layers or "all", "checkpointing": checkpointing,
                  "lr": lr, "grad_accum": grad_accum, "warmup_steps": warmup_steps,
                  "dtype": str(dtype).removeprefix("torch."), "seed": seed},
         "settings": {k: (str(v) if isinstance(v, Path) else v)
@@ -273,50 +288,6 @@ def _save(model: Any, out: Path, info: dict[str, Any]) -> None:
     tmp.rename(out)
 
 
-# -- using an adapter ---------------------------------------------------------------------
-
-
-def read_adapter(adapter_dir: str | Path) -> dict[str, Any]:
-    """training.json of an adapter folder (empty for a peft adapter from elsewhere)."""
-    path = Path(adapter_dir)
-    if not (path / "adapter_config.json").is_file():
-        raise FileNotFoundError(f"{path} is not a LoRA adapter folder (no adapter_config.json)")
-    info = path / TRAINING_INFO
-    return json.loads(info.read_text(encoding="utf-8")) if info.is_file() else {}
-
-
-def apply_adapter(generator: Any, adapter_dir: str | Path) -> None:
-    """Load a LoRA adapter into a LocalGenerator's model (loading the model if needed).
-
-    peft inserts the LoRA layers into the model object in place, so the generator keeps
-    calling the same object. The adapter is not merged into the weights: adding a small delta
-    to bf16 weights would round much of it away; kept apart, its output is added instead.
-    """
-    from peft import PeftModel
-
-    from rag.generate.int8_decode import remove_int8_decode
-    from rag.generate.local import LocalGenerator
-
-    if not isinstance(generator, LocalGenerator):
-        raise ValueError("a LoRA adapter can only be applied with the local backend")
-    info = read_adapter(adapter_dir)
-    model = generator.model
-    # peft wraps plain linear layers only; the adapter's extra matmuls run in bf16 anyway
-    remove_int8_decode(model)
-    trained = info.get("base_model_path")
-    if trained and generator.path is not None and Path(trained).name != generator.path.name:
-        raise ValueError(f"the adapter in {adapter_dir} was trained on {Path(trained).name}, "
-                         f"not on {generator.path.name}: pass --model {info.get('base_model')}")
-    PeftModel.from_pretrained(model, str(adapter_dir)).eval()
-    # peft keeps the adapter in float32, so every projection casts its input up and back: +40 %
-    # prefill time for the 0.5B model on CPU; in the model's dtype the adapter costs about 6 %
-    dtype = getattr(generator, "dtype", None)
-    if dtype is not None:
-        for name, param in model.named_parameters():
-            if "lora_" in name:
-                param.data = param.data.to(dtype)
-
-
 # -- command line -------------------------------------------------------------------------
 
 
@@ -337,6 +308,11 @@ def add_arguments(p: Any) -> None:
     p.add_argument("--rank", type=int, default=16,
                    help="LoRA rank; the adapter's size grows with it (default 16)")
     p.add_argument("--alpha", type=int, help="LoRA alpha (default: twice the rank)")
+    p.add_argument("--top-layers", type=int,
+                   help="LoRA on the last N decoder layers only; the layers below run without "
+                        "gradients, so a step costs less (default: all layers)")
+    p.add_argument("--checkpointing", action="store_true",
+                   help="gradient checkpointing: less memory, a second forward pass")
     p.add_argument("--json", action="store_true", help="print training.json's summary as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -347,6 +323,7 @@ def run(args: Any, settings: Settings) -> int:
     info = finetune(args.dataset, args.docs, args.out, settings, max_minutes=args.max_minutes,
                     max_examples=args.max_examples, seed=args.seed, grad_accum=args.grad_accum,
                     lr=args.lr, rank=args.rank, alpha=args.alpha or 2 * args.rank,
+                    top_layers=args.top_layers, checkpointing=args.checkpointing,
                     index_dir=args.index_dir, progress=not args.quiet)
     brief = {k: v for k, v in info.items() if k not in ("question_ids", "loss_per_step")}
     brief["final_loss"] = info["loss_per_step"][-1]

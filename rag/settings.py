@@ -57,6 +57,12 @@ class Settings:
     # local backend on a bf16 CPU: decode steps on an int8 copy of the weights, 2x faster
     # (rag/generate/int8_decode.py); prefill stays bf16
     int8_decode: bool = True
+    # local backend: the LoRA adapter for short answers (style "short", what `rag eval` scores),
+    # merged into a second copy of the model that loads on the first short question. "auto":
+    # the adapter shipped for the preset (rag/adapters/, README "Evaluation"); "" or "none":
+    # the plain model; or a folder from `rag finetune`. Chat answers never use it: tuned on
+    # SQuAD's short spans, it answers a chat question with a bare phrase.
+    short_adapter: str = "auto"
     temperature: float = 0.0
     context_tokens: int = 2048  # prompt budget for retrieved passages
     request_timeout: float = 120.0

@@ -241,3 +241,19 @@ def test_eval_on_shared_squad_dev_sample(tmp_path, capsys):
                     == [p.chunk.id for p in rag.retrieve(q, k=5)])
     finally:
         rag.close()
+
+
+@pytest.mark.slow
+def test_default_model_answers_held_out_questions_with_the_shipped_adapter(tmp_path, capsys):
+    """The default settings score the short answers with the shipped LoRA adapter merged in."""
+    from rag.generate.adapter import SHIPPED_DIR
+
+    data = shared_data("squad-dev")
+    code = main(["eval", "--dataset", str(data / "squad.json"), "--docs", str(data / "docs"),
+                 "--split", "eval", "--limit", "12", "--max-new-tokens", "48",
+                 "--out", str(tmp_path / "run"), "--json", "--quiet"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["settings"]["adapter"] == str((SHIPPED_DIR / "default").resolve())
+    # EM 66 / F1 74 over 300 such questions (README); 12 questions vary, so a loose floor
+    assert summary["n"] == 12 and summary["f1"] >= 50

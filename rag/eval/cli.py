@@ -27,8 +27,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="articles to ask about: all, or the half held out from (eval) or used "
                         "by (train) `rag finetune` (default all)")
     p.add_argument("--model", help="default | fast | tiny | a model folder | API model")
-    p.add_argument("--adapter", help="LoRA adapter folder from `rag finetune` (local backend); "
-                                     "without --model, its base model is used")
+    p.add_argument("--adapter", help="LoRA adapter for the short answers: a folder from `rag "
+                                     "finetune` (without --model, its base model is used), "
+                                     "'none' for the plain model, or 'auto' (the default: "
+                                     "the adapter shipped for the model preset, if any)")
     p.add_argument("-k", "--k", dest="top_k", type=int, help="passages given to the model")
     p.add_argument("--retrieval", choices=["hybrid", "dense", "bm25"])
     p.add_argument("--rerank", choices=["none", "mpnet"])
@@ -49,13 +51,24 @@ def eval_settings(settings: Settings, args: argparse.Namespace) -> Settings:
     changes: dict[str, Any] = {k: getattr(args, k) for k in
                                ("rerank", "rrf_k", "chunk_tokens", "chunk_overlap")
                                if getattr(args, k, None) is not None}
-    if getattr(args, "adapter", None) and getattr(args, "model", None) is None:
-        from rag.finetune import read_adapter
+    adapter = getattr(args, "adapter", None)
+    if adapter and adapter.strip().lower() in ("none", "auto"):
+        changes["short_adapter"] = adapter.strip().lower()
+    elif adapter:
+        from rag.generate.adapter import read_adapter
 
-        base = read_adapter(args.adapter).get("base_model")
-        if base:
+        changes["short_adapter"] = str(Path(adapter).resolve())
+        base = read_adapter(adapter).get("base_model")
+        if base and getattr(args, "model", None) is None:
             changes["model"] = base
     return settings.replace(**changes) if changes else settings
+
+
+def _adapter_used(settings: Settings) -> str | None:
+    from rag.generate import short_adapter
+
+    path = short_adapter(settings)
+    return str(path.resolve()) if path else None
 
 
 def default_out() -> Path:
@@ -77,17 +90,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     questions = select(squad, args.split, args.limit, args.seed)
     show = not args.quiet
     rag = open_eval_rag(settings, args.docs, args.index_dir, show_bar=show and sys.stderr.isatty())
-    if args.adapter and not args.retrieval_only:
-        from rag.finetune import apply_adapter
-
-        apply_adapter(rag.generator, args.adapter)
     run_info = {
         "dataset": str(Path(args.dataset).resolve()), "squad_version": squad.version,
         "docs": str(Path(args.docs).resolve()), "split": args.split, "limit": args.limit,
         "seed": args.seed,
         "settings": {**{k: str(v) if isinstance(v, Path) else v
                         for k, v in vars(rag.settings).items() if k in _RUN_SETTINGS},
-                     "adapter": str(Path(args.adapter).resolve()) if args.adapter else None,
+                     "adapter": _adapter_used(rag.settings),
                      "max_new_tokens": args.max_new_tokens, "answer_style": "short"},
     }
     try:

@@ -171,9 +171,12 @@ def evaluate(rag: RAG, questions: Sequence[SquadQuestion], *, generate: bool = T
     depth = max(K_MAX, top_k)
     reuse = (top_k <= K_MAX
              and max(settings.candidates, 2 * depth) == max(settings.candidates, 2 * top_k))
-    generator = rag.generator if generate else None
+    # short answers come from the short-answer generator (the tuned copy when there is one)
+    generator = rag.short_generator if generate else None
     # load models and indexes first: latencies are those of a running app, not of start-up
-    rag.warm_up(generator=generate)
+    rag.warm_up(generator=False)
+    if generator is not None:
+        generator.warm_up()
     started = time.perf_counter()
     records: list[Record] = []
     bar = tqdm(questions, desc="eval", unit="q", file=sys.stderr, disable=not progress,

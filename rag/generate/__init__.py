@@ -6,6 +6,7 @@ never needs llama-cpp-python.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rag.generate.base import GenerationError, Generator, Message, StopFilter
@@ -14,20 +15,33 @@ if TYPE_CHECKING:
     from rag.models import Progress
     from rag.settings import Settings
 
-__all__ = ["BACKENDS", "GenerationError", "Generator", "Message", "StopFilter", "make_generator"]
+__all__ = ["BACKENDS", "GenerationError", "Generator", "Message", "StopFilter", "make_generator",
+           "short_adapter"]
 
 BACKENDS = ("local", "openai", "anthropic", "llamacpp")
 _DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 
 
-def make_generator(settings: Settings, progress: Progress | None = None) -> Generator:
-    """The generator `settings.backend` names, configured from `settings` (not yet loaded)."""
+def short_adapter(settings: Settings) -> Path | None:
+    """The LoRA adapter short answers use with these settings (None: the plain model)."""
+    if settings.backend.strip().lower() != "local":
+        return None
+    from rag.generate.adapter import resolve_adapter
+
+    return resolve_adapter(settings.short_adapter, settings.model)
+
+
+def make_generator(settings: Settings, progress: Progress | None = None, *,
+                   style: str = "chat") -> Generator:
+    """The generator `settings.backend` names, configured from `settings` (not yet loaded);
+    for `style` "short", with the short-answer adapter merged in when there is one."""
     backend = settings.backend.strip().lower()
     if backend == "local":
         from rag.generate.local import LocalGenerator
 
         return LocalGenerator(settings.model, settings.cache_dir, settings.device, progress,
-                              int8_decode=settings.int8_decode)
+                              int8_decode=settings.int8_decode,
+                              adapter=short_adapter(settings) if style == "short" else None)
     if backend == "llamacpp":
         from rag.generate.llamacpp import LlamaCppGenerator
 

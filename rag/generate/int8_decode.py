@@ -87,8 +87,8 @@ def _layers(model: nn.Module, wanted: type) -> list[tuple[str, nn.Module, str, n
     ]
 
 
-def _cache_file(model_dir: Path, cache_dir: Path) -> Path:
-    key = folder_key(model_dir, _FORMAT, torch.__version__)
+def _cache_file(model_dir: Path, cache_dir: Path, variant: str = "") -> Path:
+    key = folder_key(model_dir, _FORMAT, torch.__version__, variant)
     return cache_dir / "int8-decode" / f"{key}.safetensors"
 
 
@@ -108,10 +108,11 @@ def _read(path: Path, names: list[str]) -> dict[str, torch.Tensor] | None:
 
 
 def _load_or_build(layers: list[tuple[str, nn.Module, str, nn.Module]], model_dir: Path,
-                   cache_dir: Path, progress: Progress | None) -> dict[str, torch.Tensor]:
+                   cache_dir: Path, progress: Progress | None,
+                   variant: str) -> dict[str, torch.Tensor]:
     from safetensors.torch import save_file
 
-    path = _cache_file(model_dir, cache_dir)
+    path = _cache_file(model_dir, cache_dir, variant)
     names = [full for full, *_ in layers]
     tensors = _read(path, names)
     if tensors is not None:
@@ -137,16 +138,17 @@ def _load_or_build(layers: list[tuple[str, nn.Module, str, nn.Module]], model_di
 
 
 def add_int8_decode(model: nn.Module, model_dir: Path, cache_dir: Path,
-                    progress: Progress | None = None) -> int:
+                    progress: Progress | None = None, variant: str = "") -> int:
     """Give every linear layer of `model` an int8 copy for decode steps; returns how many.
 
     The model must be on CPU in bf16 (see `supported`). The int8 copies are loaded from, or
-    written to, a cache file under `cache_dir` keyed by the model folder's weights.
+    written to, a cache file under `cache_dir` keyed by the model folder's weights and by
+    `variant`, which names whatever changed the weights since (a merged adapter).
     """
     layers = _layers(model, nn.Linear)
     if not layers:
         return 0
-    tensors = _load_or_build(layers, Path(model_dir), Path(cache_dir), progress)
+    tensors = _load_or_build(layers, Path(model_dir), Path(cache_dir), progress, variant)
     for full, parent, name, lin in layers:
         setattr(parent, name, Int8DecodeLinear(lin, tensors[f"{full}.q"], tensors[f"{full}.s"]))
     return len(layers)

@@ -49,6 +49,7 @@ class LocalGenerator(Generator):
         reuse_prefix: bool = True,
         int8_decode: bool = True,
         blocked_attention: bool = True,
+        adapter: str | Path | None = None,
     ) -> None:
         super().__init__()
         if cache_dir is None:
@@ -62,6 +63,8 @@ class LocalGenerator(Generator):
         self.prefix_cache = PrefixCache() if reuse_prefix else None
         self.int8_decode = int8_decode
         self.blocked_attention = blocked_attention
+        # a LoRA adapter folder (rag finetune), merged into the weights at load
+        self.adapter = Path(adapter) if adapter else None
         self.path: Path | None = None
         self.device: str | None = None
         self.dtype: Any = None
@@ -133,13 +136,25 @@ class LocalGenerator(Generator):
                 )
             except (OSError, ValueError) as exc:
                 raise GenerationError(f"cannot load the model in {path}: {exc}") from exc
+            variant = ""
+            if self.adapter is not None:
+                from rag.generate.adapter import merge_adapter
+                from rag.models import folder_key
+
+                try:
+                    model = merge_adapter(model, self.adapter, path)
+                except (OSError, ValueError) as exc:
+                    raise GenerationError(f"cannot apply the adapter {self.adapter}: {exc}") \
+                        from exc
+                variant = folder_key(self.adapter)
             model.to(device)
             model.eval()
             if self.int8_decode:
                 from rag.generate import int8_decode
 
                 if int8_decode.supported(device, dtype):
-                    int8_decode.add_int8_decode(model, path, self.cache_dir, self.progress)
+                    int8_decode.add_int8_decode(model, path, self.cache_dir, self.progress,
+                                                variant)
             if self.blocked_attention and device == "cpu":
                 from rag.generate import cpu_attention
 
