@@ -76,14 +76,14 @@ def quantize(weight: torch.Tensor, block_rows: int = 8192) -> tuple[torch.Tensor
     return q, kept
 
 
-def _layers(model: nn.Module, wanted: type) -> list[tuple[str, nn.Module, str, nn.Module]]:
-    """(full name, parent module, attribute name, layer) of every layer of exactly type
-    `wanted` (subclasses of nn.Linear, such as peft's, are left alone)."""
+def _linears(model: nn.Module) -> list[tuple[str, nn.Module, str, nn.Linear]]:
+    """(full name, parent module, attribute name, layer) of every plain linear layer
+    (subclasses of nn.Linear, such as peft's, are left alone)."""
     return [
         (f"{prefix}.{name}" if prefix else name, parent, name, child)
         for prefix, parent in model.named_modules()
         for name, child in parent.named_children()
-        if type(child) is wanted
+        if type(child) is nn.Linear
     ]
 
 
@@ -107,7 +107,7 @@ def _read(path: Path, names: list[str]) -> dict[str, torch.Tensor] | None:
     return tensors if all(f"{n}.q" in tensors and f"{n}.s" in tensors for n in names) else None
 
 
-def _load_or_build(layers: list[tuple[str, nn.Module, str, nn.Module]], model_dir: Path,
+def _load_or_build(layers: list[tuple[str, nn.Module, str, nn.Linear]], model_dir: Path,
                    cache_dir: Path, progress: Progress | None,
                    variant: str) -> dict[str, torch.Tensor]:
     from safetensors.torch import save_file
@@ -145,21 +145,13 @@ def add_int8_decode(model: nn.Module, model_dir: Path, cache_dir: Path,
     written to, a cache file under `cache_dir` keyed by the model folder's weights and by
     `variant`, which names whatever changed the weights since (a merged adapter).
     """
-    layers = _layers(model, nn.Linear)
+    layers = _linears(model)
     if not layers:
         return 0
     tensors = _load_or_build(layers, Path(model_dir), Path(cache_dir), progress, variant)
     for full, parent, name, lin in layers:
         setattr(parent, name, Int8DecodeLinear(lin, tensors[f"{full}.q"], tensors[f"{full}.s"]))
     return len(layers)
-
-
-def remove_int8_decode(model: nn.Module) -> int:
-    """Put the plain bf16 layers back (peft, for one, only wraps plain ones); returns how many."""
-    wrapped = _layers(model, Int8DecodeLinear)
-    for _full, parent, name, child in wrapped:
-        setattr(parent, name, child.linear)
-    return len(wrapped)
 
 
 def has_int8_decode(model: nn.Module) -> bool:
