@@ -166,7 +166,7 @@ def parse_config(text: str) -> dict[str, Any]:
 def generation_stage(args: argparse.Namespace, base: Settings, questions: list, out: Path
                      ) -> list[dict[str, Any]]:
     from rag.generate import make_generator
-    from rag.generate.adapter import read_adapter
+    from rag.generate.adapter import read_adapter, resolve_adapter
 
     rows: list[dict[str, Any]] = []
     generators: dict[str, Any] = {}  # one load per model and adapter
@@ -174,10 +174,11 @@ def generation_stage(args: argparse.Namespace, base: Settings, questions: list, 
     for n, text in enumerate(args.config, start=1):
         config = parse_config(text)
         adapter = config.pop("adapter", None)
+        folder = resolve_adapter(adapter, config.get("model", base.model)) if adapter else None
         if adapter:
             config["short_adapter"] = adapter
-        if adapter and adapter not in ("none", "auto") and "model" not in config:
-            config["model"] = read_adapter(adapter).get("base_model", base.model)
+        if folder and "model" not in config:
+            config["model"] = read_adapter(folder).get("base_model", base.model)
         settings = base.replace(**config)
         rag = open_eval_rag(settings, args.docs, show_bar=sys.stderr.isatty(),
                             embedder=embedder)

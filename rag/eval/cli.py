@@ -52,13 +52,12 @@ def eval_settings(settings: Settings, args: argparse.Namespace) -> Settings:
                                ("rerank", "rrf_k", "chunk_tokens", "chunk_overlap")
                                if getattr(args, k, None) is not None}
     adapter = getattr(args, "adapter", None)
-    if adapter and adapter.strip().lower() in ("none", "auto"):
-        changes["short_adapter"] = adapter.strip().lower()
-    elif adapter:
-        from rag.generate.adapter import read_adapter
+    if adapter:
+        from rag.generate.adapter import read_adapter, resolve_adapter
 
-        changes["short_adapter"] = str(Path(adapter).resolve())
-        base = read_adapter(adapter).get("base_model")
+        folder = resolve_adapter(adapter, settings.model)
+        changes["short_adapter"] = str(folder.resolve()) if folder else "none"
+        base = read_adapter(folder).get("base_model") if folder else None
         if base and getattr(args, "model", None) is None:
             changes["model"] = base
     return settings.replace(**changes) if changes else settings
